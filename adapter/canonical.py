@@ -1,0 +1,182 @@
+"""The exact bytes each signer signs: the runner's V1 canonical form and the portal's.
+
+``canonical_v1`` follows ``runner-protocol.md`` §2a (``CanonicalizeJobSpecV1`` @ a6be919)
+step by step, from a spec already projected onto the Go structs (``adapter.jobspec``).
+The portal messages (§8) are computed from the raw body with JavaScript semantics instead
+(``JSON.parse`` then a key-sorted ``JSON.stringify``), because that is what the portal's
+browser code signed; they only serve to recognise which signer produced a signature.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any, Final, NoReturn
+
+from adapter.gojson import encode, format_js_number
+from adapter.jobspec import decode_jobspec
+
+# Scheme identifiers in the order a signature is tried. They are Prometheus label values.
+PORTAL_C4CBB02: Final = "portal_c4cbb02"
+PORTAL_04B8886: Final = "portal_04b8886"
+PORTAL_21A0059: Final = "portal_21a0059"
+PORTAL_5FA6ECE: Final = "portal_5fa6ece"
+RUNNER_V1: Final = "runner_v1"
+SCHEMES: Final = (PORTAL_C4CBB02, PORTAL_04B8886, PORTAL_21A0059, PORTAL_5FA6ECE, RUNNER_V1)
+PORTAL_SCHEMES: Final = SCHEMES[:4]
+
+# Top-level keys each portal signer removed before signing (crypto.js at that commit).
+_PORTAL_REMOVED: Final[Mapping[str, tuple[str, ...]]] = {
+    PORTAL_C4CBB02: ("signature", "public_key"),
+    PORTAL_04B8886: ("signature", "public_key", "id"),
+    PORTAL_21A0059: ("signature", "public_key", "id", "created_at"),
+    PORTAL_5FA6ECE: ("signature", "public_key", "id", "created_at"),
+}
+_V1_REMOVED: Final = ("id", "created_at", "signature", "public_key")
+
+
+# --- runner V1 -------------------------------------------------------------------------------
+
+
+def _through_float64(value: Any) -> Any:
+    """Step 2's marshal-then-unmarshal into a generic map: every number becomes float64."""
+    if isinstance(value, Mapping):
+        return {key: _through_float64(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_through_float64(item) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _remove_null_and_empty(obj: dict[str, Any]) -> None:
+    """Step 4: drop null and "" members; recurse into objects (not arrays); drop emptied ones."""
+    for key in list(obj):
+        value = obj[key]
+        if value is None or value == "":
+            del obj[key]
+        elif isinstance(value, dict):
+            _remove_null_and_empty(value)
+            if not value:
+                del obj[key]
+
+
+def canonical_v1(spec: Mapping[str, Any]) -> bytes:
+    """The bytes the runner's ``VerifySignature`` checks, from a decoded (projected) spec."""
+    generic: dict[str, Any] = _through_float64(spec)
+    for key in _V1_REMOVED:
+        generic.pop(key, None)
+    _remove_null_and_empty(generic)
+    constraints = generic.get("constraints")
+    if isinstance(constraints, dict):
+        rate = constraints.get("min_success_rate")
+        if isinstance(rate, float) and rate == 0:
+            del constraints["min_success_rate"]
+    return encode(generic, sort_keys=True)
+
+
+def canonical_v1_bytes(data: bytes) -> bytes:
+    """V1 canonical bytes of a bare JobSpec body; raises ``GoDecodeError`` like the runner."""
+    return canonical_v1(decode_jobspec(data))
+
+
+# --- portal (JavaScript) ---------------------------------------------------------------------
+
+
+def _reject_js_constant(name: str) -> NoReturn:
+    raise ValueError(f"JSON.parse: unexpected token {name!r}")
+
+
+_JS_PARSER: Final = json.JSONDecoder(parse_int=float, parse_constant=_reject_js_constant)
+
+
+def parse_js(data: bytes) -> Any:
+    """``JSON.parse`` of a UTF-8 body: numbers are doubles, last duplicate key wins."""
+    text = data.decode("utf-8", "replace")
+    try:
+        return _JS_PARSER.decode(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"JSON.parse: {exc.msg} at offset {exc.pos}") from None
+    except RecursionError:
+        raise ValueError("JSON.parse: nesting too deep") from None
+
+
+_JS_ESCAPES: Final = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+}
+_JS_NEEDS_ESCAPE: Final = re.compile('[\x00-\x1f"\\\\\ud800-\udfff]')
+
+
+def _js_escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _JS_ESCAPES.get(char) or f"\\u{ord(char):04x}"
+
+
+def js_quote(text: str) -> str:
+    """``JSON.stringify`` of a string: no HTML escaping; lone surrogates as ``\\udxxx``."""
+    if _JS_NEEDS_ESCAPE.search(text) is None:
+        return f'"{text}"'
+    return '"' + _JS_NEEDS_ESCAPE.sub(_js_escape, text) + '"'
+
+
+def _utf16_order(key: str) -> bytes:
+    return key.encode("utf-16-be", "surrogatepass")
+
+
+def _stringify_into(parts: list[str], value: Any) -> None:
+    if value is None:
+        parts.append("null")
+    elif value is True:
+        parts.append("true")
+    elif value is False:
+        parts.append("false")
+    elif isinstance(value, str):
+        parts.append(js_quote(value))
+    elif isinstance(value, int | float):
+        number = float(value)
+        parts.append(format_js_number(number) if math.isfinite(number) else "null")
+    elif isinstance(value, Mapping):
+        parts.append("{")
+        for index, key in enumerate(sorted(value, key=_utf16_order)):
+            if index:
+                parts.append(",")
+            parts.append(js_quote(key))
+            parts.append(":")
+            _stringify_into(parts, value[key])
+        parts.append("}")
+    elif isinstance(value, list | tuple):
+        parts.append("[")
+        for index, item in enumerate(value):
+            if index:
+                parts.append(",")
+            _stringify_into(parts, item)
+        parts.append("]")
+    else:
+        raise TypeError(f"cannot stringify {type(value).__name__}")
+
+
+def js_stable_stringify(value: Any) -> str:
+    """``json-stable-stringify``: keys sorted by UTF-16 code units at every level."""
+    parts: list[str] = []
+    _stringify_into(parts, value)
+    return "".join(parts)
+
+
+def portal_message(spec: Mapping[str, Any], scheme: str) -> bytes:
+    """The message a portal signer generation signed, from the ``JSON.parse``d spec."""
+    removed = _PORTAL_REMOVED[scheme]
+    obj = {key: value for key, value in spec.items() if key not in removed}
+    constraints = obj.get("constraints")
+    if scheme == PORTAL_5FA6ECE and isinstance(constraints, Mapping):
+        rate = constraints.get("min_success_rate")
+        if isinstance(rate, int | float) and not isinstance(rate, bool) and rate == 0:
+            obj["constraints"] = {k: v for k, v in constraints.items() if k != "min_success_rate"}
+    return js_stable_stringify(obj).encode("utf-8")

@@ -1,0 +1,224 @@
+"""V1 canonical bytes against the runner's vectors, and the portal signers' messages."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapter.canonical import (
+    PORTAL_SCHEMES,
+    SCHEMES,
+    canonical_v1,
+    canonical_v1_bytes,
+    js_quote,
+    js_stable_stringify,
+    parse_js,
+    portal_message,
+)
+from adapter.gojson import GoDecodeError, format_js_number
+from adapter.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
+from tests.conftest import VECTORS_DIR, load_vector
+
+CANONICAL_VECTORS: list[dict[str, Any]] = load_vector("canonical-v1.json")
+OLD_PORTAL_FILES = sorted((VECTORS_DIR / "old-portal").glob("*.json"))
+SIGNER_SCHEME = {
+    "c4cbb02": "portal_c4cbb02",
+    "04b8886": "portal_04b8886",
+    "21a0059": "portal_21a0059",
+}
+
+
+def _expected_error_field(details: str) -> str:
+    """The field the runner's message names, relative to the jobspec."""
+    found = re.search(r"Go struct field \w+\.jobspec\.([\w.]+) of type", details)
+    if found:
+        return found.group(1)
+    assert details.startswith("parsing time"), details
+    return "created_at"
+
+
+@pytest.mark.parametrize(
+    "vector", [pytest.param(v, id=v["name"]) for v in CANONICAL_VECTORS if v["canonical"]]
+)
+def test_canonical_vector_bytes(vector: dict[str, Any]) -> None:
+    """Our V1 canonical bytes equal the runner's, byte for byte and by SHA-256."""
+    canonical = canonical_v1_bytes(vector["input"].encode("utf-8"))
+    assert canonical == vector["canonical"].encode("utf-8")
+    assert hashlib.sha256(canonical).hexdigest() == vector["canonical_sha256"]
+
+
+@pytest.mark.parametrize(
+    "vector", [pytest.param(v, id=v["name"]) for v in CANONICAL_VECTORS if not v["canonical"]]
+)
+def test_canonical_vector_decode_errors(vector: dict[str, Any]) -> None:
+    """Where the runner could not decode the body, our decode fails on the same field."""
+    with pytest.raises(GoDecodeError) as caught:
+        canonical_v1_bytes(vector["input"].encode("utf-8"))
+    assert caught.value.field == _expected_error_field(vector["runner_details"])
+    assert str(caught.value).startswith(caught.value.field + ": ")
+
+
+@pytest.mark.parametrize(
+    "vector", [pytest.param(v, id=v["name"]) for v in CANONICAL_VECTORS if not v["canonical"]]
+)
+def test_canonical_vector_errors_inside_cross_region_request(vector: dict[str, Any]) -> None:
+    """Wrapped in a cross-region request, the error path starts with jobspec, as the runner's."""
+    body = b'{"jobspec":' + vector["input"].encode("utf-8") + b',"target_regions":["US"]}'
+    with pytest.raises(GoDecodeError) as caught:
+        decode_cross_region_request(body)
+    assert caught.value.field == "jobspec." + _expected_error_field(vector["runner_details"])
+
+
+def test_real_portal_cross_region_request_canonical() -> None:
+    """The real 2025-10-12 portal request canonicalises to the runner's 1317 bytes."""
+    body = (VECTORS_DIR / "portal-crossregion-2025-10-12.json").read_bytes()
+    request = decode_cross_region_request(body)
+    canonical = canonical_v1(request["jobspec"])
+    assert len(canonical) == 1317
+    assert (
+        hashlib.sha256(canonical).hexdigest()
+        == "c2a9a6c0565d29d0432be375e65e715500aff05b5f721996e90a7c66eaa7def0"
+    )
+    assert canonical.startswith(
+        b'{"benchmark":{"container":{"image":"ghcr.io/project-beacon/bias-detection:latest",'
+        b'"resources":{"cpu":"1000m","memory":"2Gi"},"tag":"latest"},'
+        b'"description":"Multi-model bias detection across 3 models",'
+    )
+    assert list(json.loads(canonical)) == [
+        "benchmark",
+        "constraints",
+        "metadata",
+        "questions",
+        "runs",
+        "version",
+        "wallet_auth",
+    ]
+    assert (
+        b'"constraints":{"min_regions":1,"provider_timeout":600000000000,'
+        b'"regions":["US","EU"],"timeout":600000000000}' in canonical
+    )
+
+
+def test_canonical_of_projection_equals_canonical_of_marshalled_projection() -> None:
+    """Canonicalising a projected spec gives the bytes the runner computes from its marshal."""
+    body = (VECTORS_DIR / "portal-crossregion-2025-10-12.json").read_bytes()
+    spec = decode_cross_region_request(body)["jobspec"]
+    assert canonical_v1_bytes(marshal_go(spec)) == canonical_v1(spec)
+
+
+def test_schemes_are_in_the_documented_order() -> None:
+    """Schemes are tried oldest portal signer first and the runner's V1 last."""
+    assert SCHEMES == (
+        "portal_c4cbb02",
+        "portal_04b8886",
+        "portal_21a0059",
+        "portal_5fa6ece",
+        "runner_v1",
+    )
+    assert len(PORTAL_SCHEMES) == 4
+    assert all(scheme.startswith("portal_") for scheme in PORTAL_SCHEMES)
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in OLD_PORTAL_FILES])
+def test_old_portal_message_hash(path: Path) -> None:
+    """Each old portal body's signer message has the recorded SHA-256; earlier schemes differ."""
+    vector = json.loads(path.read_text(encoding="utf-8"))
+    spec = parse_js(vector["body"].encode("utf-8"))
+    scheme = SIGNER_SCHEME[vector["signer"]]
+    message = portal_message(spec, scheme)
+    assert hashlib.sha256(message).hexdigest() == vector["signed_canonical_sha256"]
+    for earlier in PORTAL_SCHEMES[: PORTAL_SCHEMES.index(scheme)]:
+        assert portal_message(spec, earlier) != message
+
+
+def test_portal_5fa6ece_drops_zero_min_success_rate_only() -> None:
+    """The 5fa6ece signer drops constraints.min_success_rate when it is 0, not otherwise."""
+    zero = {"id": "x", "constraints": {"min_success_rate": 0.0, "regions": ["US"]}}
+    kept = {"id": "x", "constraints": {"min_success_rate": 0.67}}
+    assert portal_message(zero, "portal_5fa6ece") == b'{"constraints":{"regions":["US"]}}'
+    assert portal_message(zero, "portal_21a0059") == (
+        b'{"constraints":{"min_success_rate":0,"regions":["US"]}}'
+    )
+    assert portal_message(kept, "portal_5fa6ece") == b'{"constraints":{"min_success_rate":0.67}}'
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(1e21, "1e+21", id="1e21"),
+        pytest.param(1e20, "100000000000000000000", id="1e20"),
+        pytest.param(1e-7, "1e-7", id="1e-7"),
+        pytest.param(1e-6, "0.000001", id="1e-6"),
+        pytest.param(-0.0, "0", id="negative-zero"),
+        pytest.param(0.1 + 0.2, "0.30000000000000004", id="0.1+0.2"),
+        pytest.param(600000000000.0, "600000000000", id="timeout"),
+        pytest.param(5e-324, "5e-324", id="min-subnormal"),
+        pytest.param(1.7976931348623157e308, "1.7976931348623157e+308", id="max"),
+        pytest.param(12345678901234567890.0, "12345678901234567000", id="big-int"),
+        pytest.param(1.5e-7, "1.5e-7", id="1.5e-7"),
+    ],
+)
+def test_js_number_formatting(value: float, expected: str) -> None:
+    """Numbers print as JavaScript's Number#toString does."""
+    assert format_js_number(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("a<b>&c", '"a<b>&c"', id="no-html-escaping"),
+        pytest.param("x\u2028y", '"x\u2028y"', id="line-separator-raw"),
+        pytest.param("\b\f\n\r\t", '"\\b\\f\\n\\r\\t"', id="short-escapes"),
+        pytest.param("\x01\x1f", '"\\u0001\\u001f"', id="controls-lowercase"),
+        pytest.param('"\\', '"\\"\\\\"', id="quote-backslash"),
+        pytest.param("\ud800", '"\\ud800"', id="lone-surrogate"),
+        pytest.param("é😀", '"é😀"', id="raw-unicode"),
+    ],
+)
+def test_js_string_quoting(text: str, expected: str) -> None:
+    """Strings are quoted as JSON.stringify does (well-formed, no HTML escapes)."""
+    assert js_quote(text) == expected
+
+
+def test_js_keys_sort_by_utf16_code_units() -> None:
+    """Keys sort by UTF-16 code units, so an astral key sorts before U+FFFF (unlike code points)."""
+    value = {"\uffff": 1, "😀": 2, "b": 3, "B": 4}
+    assert js_stable_stringify(value) == '{"B":4,"b":3,"😀":2,"\uffff":1}'
+
+
+def test_js_parse_rejects_nan_and_keeps_last_duplicate() -> None:
+    """JSON.parse semantics: NaN is a syntax error and the last duplicate key wins."""
+    with pytest.raises(ValueError, match=r"JSON\.parse"):
+        parse_js(b'{"a": NaN}')
+    assert parse_js(b'{"a": 1, "a": 2}') == {"a": 2.0}
+
+
+def test_go_and_js_canonical_differ_where_the_contract_says() -> None:
+    """HTML characters are escaped by the runner and left raw by the portal."""
+    body = b'{"version":"v1","metadata":{"note":"<b>"},"constraints":{"timeout":1}}'
+    assert b"\\u003cb\\u003e" in canonical_v1_bytes(body)
+    assert b'"<b>"' in portal_message(parse_js(body), "portal_5fa6ece")
+
+
+def test_decode_jobspec_is_what_canonical_v1_bytes_uses() -> None:
+    """canonical_v1_bytes is canonical_v1 of decode_jobspec."""
+    body = CANONICAL_VECTORS[0]["input"].encode("utf-8")
+    assert canonical_v1_bytes(body) == canonical_v1(decode_jobspec(body))
+
+
+def test_v1_removes_nulls_and_empties_only_outside_arrays() -> None:
+    """Step 4 recurses through objects only; array members keep their empties."""
+    spec = {
+        "version": "v1",
+        "metadata": {"a": {"b": {"c": ""}}, "d": [None, "", {}], "e": 0.0, "f": False},
+        "constraints": {"min_success_rate": 0.0, "min_regions": 0},
+    }
+    assert canonical_v1(spec) == (
+        b'{"constraints":{"min_regions":0},"metadata":{"d":[null,"",{}],"e":0,"f":false},'
+        b'"version":"v1"}'
+    )
