@@ -1,0 +1,286 @@
+"""Ed25519 keys, signatures and signature checks, with the runner's strictness.
+
+Trust assumption: the service key is the only thing that makes the runner accept a
+rewritten job, so the secret never appears in a repr, str, log or error message. A portal
+signature is only *recognised* (which signer generation made it); the portal key leaked
+through nonce reuse (``runner-protocol.md`` §8), so a match proves nothing about the sender.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
+
+from adapter.canonical import (
+    PORTAL_SCHEMES,
+    RUNNER_V1,
+    SCHEMES,
+    canonical_v1,
+    canonical_v1_bytes,
+    parse_js,
+    portal_message,
+)
+from adapter.gojson import GoDecodeError
+from adapter.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
+
+__all__ = [
+    "ENV_KEY",
+    "ENV_KEY_FILE",
+    "SCHEMES",
+    "ServiceKey",
+    "SignatureCheck",
+    "SigningKeyError",
+    "check_runner_v1",
+    "check_spec_signature",
+    "decode_std_base64",
+    "sign_jobspec",
+    "verify_b64",
+]
+
+ENV_KEY: Final = "ADAPTER_SIGNING_KEY"
+ENV_KEY_FILE: Final = "ADAPTER_SIGNING_KEY_FILE"
+SEED_SIZE: Final = 32
+PUBLIC_KEY_SIZE: Final = 32
+SIGNATURE_SIZE: Final = 64
+
+_STD_BASE64: Final = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+
+
+class SigningKeyError(ValueError):
+    """The service key could not be loaded. The message never contains key material."""
+
+
+def decode_std_base64(text: str) -> bytes:
+    """Go's ``base64.StdEncoding.DecodeString``: padded standard alphabet; CR/LF ignored.
+
+    Raises ``ValueError`` for unpadded, URL-safe or otherwise malformed input.
+    """
+    cleaned = text.replace("\r", "").replace("\n", "")
+    if _STD_BASE64.fullmatch(cleaned) is None:
+        raise ValueError("illegal base64 data (want padded standard encoding)")
+    return base64.b64decode(cleaned, validate=True)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class ServiceKey:
+    """The adapter's Ed25519 signing key. Only the public half is ever shown."""
+
+    _seed: bytes = field(compare=False)
+    public_key: bytes
+    _signer: SigningKey = field(compare=False)
+
+    def __repr__(self) -> str:
+        return f"ServiceKey(public_key_b64={self.public_key_b64!r})"
+
+    __str__ = __repr__
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> ServiceKey:
+        """Build from the 32-byte RFC 8032 seed (what PyNaCl calls the private key)."""
+        if len(seed) != SEED_SIZE:
+            raise SigningKeyError(f"signing key seed must be {SEED_SIZE} bytes, got {len(seed)}")
+        signer = SigningKey(bytes(seed))
+        return cls(bytes(seed), bytes(signer.verify_key), signer)
+
+    @classmethod
+    def from_b64(cls, text: str) -> ServiceKey:
+        """Build from base64 of a 32-byte seed or the runner tooling's 64-byte seed‖public key."""
+        try:
+            raw = decode_std_base64(text.strip())
+        except (ValueError, binascii.Error):
+            raise SigningKeyError("signing key is not valid padded standard base64") from None
+        if len(raw) == SEED_SIZE:
+            return cls.from_seed(raw)
+        if len(raw) == SEED_SIZE + PUBLIC_KEY_SIZE:
+            key = cls.from_seed(raw[:SEED_SIZE])
+            if key.public_key != raw[SEED_SIZE:]:
+                raise SigningKeyError(
+                    "signing key is 64 bytes but its public half does not match its seed"
+                )
+            return key
+        raise SigningKeyError(f"signing key must decode to 32 or 64 bytes, got {len(raw)}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ServiceKey | None:
+        """Load from ``ADAPTER_SIGNING_KEY`` or the file named by ``ADAPTER_SIGNING_KEY_FILE``.
+
+        Returns ``None`` when neither is set; setting both is an error.
+        """
+        inline = env.get(ENV_KEY, "")
+        path = env.get(ENV_KEY_FILE, "")
+        if inline and path:
+            raise SigningKeyError(f"set only one of {ENV_KEY} and {ENV_KEY_FILE}")
+        if inline:
+            try:
+                return cls.from_b64(inline)
+            except SigningKeyError as exc:
+                raise SigningKeyError(f"{ENV_KEY}: {exc}") from None
+        if path:
+            try:
+                text = Path(path).read_text(encoding="ascii")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not ASCII base64"
+                raise SigningKeyError(f"{ENV_KEY_FILE}: cannot read {path}: {reason}") from None
+            try:
+                return cls.from_b64(text)
+            except SigningKeyError as exc:
+                raise SigningKeyError(f"{ENV_KEY_FILE} ({path}): {exc}") from None
+        return None
+
+    @property
+    def seed_b64(self) -> str:
+        """The secret, for ``keygen`` output only; never log it."""
+        return base64.b64encode(self._seed).decode("ascii")
+
+    @property
+    def public_key_b64(self) -> str:
+        """The public key as the runner expects it: padded standard base64 of 32 bytes."""
+        return base64.b64encode(self.public_key).decode("ascii")
+
+    def sign(self, message: bytes) -> bytes:
+        """Pure Ed25519 (no pre-hash) over the message itself."""
+        signature: bytes = self._signer.sign(message).signature
+        return signature
+
+    def sign_b64(self, message: bytes) -> str:
+        """The signature as the runner expects it: padded standard base64 (88 characters)."""
+        return base64.b64encode(self.sign(message)).decode("ascii")
+
+
+def _verify_failure(public_key_b64: str, signature_b64: str, message: bytes) -> str | None:
+    """Why the runner would reject this signature, or ``None`` if it verifies."""
+    if not signature_b64:
+        return "signature is required"
+    if not public_key_b64:
+        return "public key is required"
+    try:
+        public_key = decode_std_base64(public_key_b64)
+    except (ValueError, binascii.Error):
+        return "invalid public key: illegal base64 data"
+    if len(public_key) != PUBLIC_KEY_SIZE:
+        return "invalid public key: invalid public key size"
+    try:
+        signature = decode_std_base64(signature_b64)
+    except (ValueError, binascii.Error):
+        return "failed to decode signature: illegal base64 data"
+    if len(signature) != SIGNATURE_SIZE:
+        return f"signature verification failed (signature is {len(signature)} bytes)"
+    try:
+        VerifyKey(public_key).verify(message, signature)
+    except (BadSignatureError, ValueError):
+        return f"signature verification failed (canonical length: {len(message)})"
+    return None
+
+
+def verify_b64(public_key_b64: str, signature_b64: str, message: bytes) -> bool:
+    """Verify as the runner does: padded StdEncoding, 32-byte key, 64-byte signature."""
+    return _verify_failure(public_key_b64, signature_b64, message) is None
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureCheck:
+    """Outcome of checking a spec's own signature: the scheme that matched, or why none did."""
+
+    scheme: str | None
+    public_key_b64: str | None
+    error: str | None
+
+    @property
+    def verified(self) -> bool:
+        """True when some scheme in ``SCHEMES`` verified the signature."""
+        return self.scheme is not None
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _is_cross_region_request(obj: Mapping[str, Any]) -> bool:
+    return isinstance(obj.get("jobspec"), Mapping)
+
+
+def _runner_v1_failure(raw_body: bytes, wrapped: bool) -> tuple[str | None, str]:
+    """(why V1 fails or None, the public key the runner would use)."""
+    try:
+        decoded = (
+            decode_cross_region_request(raw_body)["jobspec"]
+            if wrapped
+            else decode_jobspec(raw_body)
+        )
+    except GoDecodeError as exc:
+        return f"runner could not decode the spec: {exc}", ""
+    public_key: str = decoded["public_key"]
+    return _verify_failure(public_key, decoded["signature"], canonical_v1(decoded)), public_key
+
+
+def _parse_body(raw_body: bytes) -> tuple[Mapping[str, Any] | None, bool, str | None]:
+    """(the spec as JSON.parse sees it, whether the body is a cross-region request, error)."""
+    try:
+        body = parse_js(raw_body)
+    except ValueError as exc:
+        return None, False, f"body is not JSON: {exc}"
+    if not isinstance(body, Mapping):
+        return None, False, "body is not a JSON object"
+    wrapped = _is_cross_region_request(body)
+    return (body["jobspec"] if wrapped else body), wrapped, None
+
+
+def check_runner_v1(raw_body: bytes) -> SignatureCheck:
+    """Would the runner's cross-region endpoint accept this signature (V1 only)?"""
+    _, wrapped, error = _parse_body(raw_body)
+    if error is not None:
+        return SignatureCheck(None, None, error)
+    failure, public_key = _runner_v1_failure(raw_body, wrapped)
+    if failure is None:
+        return SignatureCheck(RUNNER_V1, public_key, None)
+    return SignatureCheck(None, public_key or None, failure)
+
+
+def check_spec_signature(raw_body: bytes) -> SignatureCheck:
+    """Try every scheme in ``SCHEMES`` order on a bare spec or a cross-region request body.
+
+    The first scheme whose message verifies is reported. Several schemes can produce the
+    same message (a portal 5fa6ece spec without ``min_success_rate`` signs exactly what
+    21a0059 signed, and usually what V1 signs); the earliest in ``SCHEMES`` is named.
+    """
+    spec, wrapped, error = _parse_body(raw_body)
+    if spec is None:
+        return SignatureCheck(None, None, error)
+    public_key, signature = _text(spec.get("public_key")), _text(spec.get("signature"))
+    reasons: list[str] = []
+    for scheme in PORTAL_SCHEMES:
+        failure = _verify_failure(public_key, signature, portal_message(spec, scheme))
+        if failure is None:
+            return SignatureCheck(scheme, public_key, None)
+        reasons.append(failure)
+    failure, v1_key = _runner_v1_failure(raw_body, wrapped)
+    if failure is None:
+        return SignatureCheck(RUNNER_V1, v1_key, None)
+    reasons.append(failure)
+    basic = next((r for r in reasons if not r.startswith("signature verification failed")), None)
+    message = basic or f"signature did not verify under any scheme ({RUNNER_V1}: {failure})"
+    return SignatureCheck(None, public_key or v1_key or None, message)
+
+
+def sign_jobspec(spec: Mapping[str, Any], key: ServiceKey) -> dict[str, Any]:
+    """Return a copy of a projected spec with ``public_key`` and ``signature`` set.
+
+    The signature covers ``canonical_v1(spec)``. As a guard, the spec must survive the
+    runner's decode of ``marshal_go(spec)`` unchanged; otherwise the runner would verify
+    different bytes, and this raises ``ValueError`` instead of producing a doomed signature.
+    """
+    message = canonical_v1(spec)
+    if canonical_v1_bytes(marshal_go(spec)) != message:
+        raise ValueError("spec is not in the runner's struct shape; project it with decode_jobspec")
+    signed = dict(spec)
+    signed["signature"] = key.sign_b64(message)
+    signed["public_key"] = key.public_key_b64
+    return signed
