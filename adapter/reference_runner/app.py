@@ -1,0 +1,712 @@
+"""The reference runner's aiohttp application: routes, middleware and thin handlers.
+
+Each handler reproduces one runner route from runner-protocol.md (§3 middleware, §4 the
+standard submit, §6 the cross-region submit, §7 bias analysis, §10 health, metrics and
+``/ws``), down to status codes and the bytes of gin's JSON bodies. The pure parts live
+beside it: ``validation`` (``Validate()``), ``execution`` (the deterministic fake
+executor), ``ginjson`` (response encoding) and ``store`` (the SQLite tables).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from aiohttp import WSMsgType, hdrs, web
+
+from adapter import gojson
+from adapter.canonical import canonical_v1
+from adapter.gojson import GoDecodeError
+from adapter.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
+from adapter.reference_runner import ginjson
+from adapter.reference_runner.execution import run_cross_region, run_standard
+from adapter.reference_runner.faults import (
+    CROSS_REGION_PATH,
+    STANDARD_PATH,
+    ReferenceRunnerFaults,
+)
+from adapter.reference_runner.gotime import ZERO_TIME, rfc3339_nano
+from adapter.reference_runner.store import DuplicateJobError, ReferenceStore
+from adapter.reference_runner.validation import (
+    DEFAULT_MIN_SUCCESS_RATE,
+    JobSpecInvalid,
+    normalize_models_from_metadata,
+    validate,
+)
+from adapter.signing import verify_b64
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# The standard route's ValidateJobSpec middleware reads at most 1 MB (runner §4).
+STANDARD_BODY_CAP: Final = 1 << 20
+# The cross-region route has no cap in the runner; keep a generous one against accidents.
+CLIENT_MAX_SIZE: Final = 64 << 20
+DEFAULT_CROSS_REGION_MIN_REGIONS: Final = 3
+REQUEST_ID_MAX: Final = 128
+NOT_FOUND_BODY: Final = b"404 page not found"
+
+CORS_ALLOWED_ORIGINS: Final = frozenset(
+    {
+        "http://localhost:3000",
+        "http://localhost:8080",
+        "http://127.0.0.1:3000",
+        "http://127.0.0.1:8080",
+        "https://projectbeacon.netlify.app",
+    }
+)
+CORS_HEADERS: Final = {
+    "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": (
+        "Origin, Content-Type, Content-Length, Accept-Encoding, X-CSRF-Token, "
+        "Authorization, X-Request-ID, Idempotency-Key"
+    ),
+    "Access-Control-Expose-Headers": "X-Request-ID, X-Response-Time",
+    "Access-Control-Allow-Credentials": "true",
+    "Access-Control-Max-Age": "86400",
+}
+SECURITY_HEADERS: Final = {
+    "X-Content-Type-Options": "nosniff",
+    "X-XSS-Protection": "1; mode=block",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self' 'unsafe-inline'",
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data: https:",
+            "connect-src 'self' ws: wss:",
+            "font-src 'self'",
+            "object-src 'none'",
+            "base-uri 'self'",
+            "form-action 'self'",
+        ]
+    ),
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
+}
+HEALTH_SERVICES: Final = [
+    {"name": "database", "status": "healthy", "message": "reference runner (sqlite)"},
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedRequest:
+    """One request exactly as it reached the runner (headers in order, body bytes)."""
+
+    method: str
+    path: str
+    query_string: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    request_id: str
+
+    def header(self, name: str) -> str | None:
+        """The first value of a header, case-insensitively, or None."""
+        wanted = name.lower()
+        return next((value for key, value in self.headers if key.lower() == wanted), None)
+
+
+class ReceivedLog:
+    """The most recent requests the runner received, oldest first, bounded in count."""
+
+    def __init__(self, limit: int) -> None:
+        self._items: deque[ReceivedRequest] = deque(maxlen=limit)
+
+    def append(self, item: ReceivedRequest) -> None:
+        """Record one request (the oldest falls off when full)."""
+        self._items.append(item)
+
+    def __iter__(self) -> Iterator[ReceivedRequest]:
+        return iter(list(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def to(self, path: str, method: str | None = None) -> list[ReceivedRequest]:
+        """The recorded requests for one path (and method), oldest first."""
+        return [r for r in self._items if r.path == path and method in (None, r.method)]
+
+    def last(self, path: str | None = None) -> ReceivedRequest:
+        """The newest request (for ``path``); raises LookupError when there is none."""
+        for item in reversed(self._items):
+            if path is None or item.path == path:
+                return item
+        raise LookupError(f"no request received for {path or 'any path'}")
+
+    def clear(self) -> None:
+        """Forget everything recorded so far."""
+        self._items.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerSettings:
+    """How this runner instance behaves (see ``create_reference_runner``)."""
+
+    execute: bool
+    cross_region_enabled: bool
+    standard_signature_bypass: bool
+    clock_ns: Callable[[], int]
+
+
+@dataclass(slots=True)
+class RunnerCounters:
+    """Totals exposed on ``/metrics``."""
+
+    jobs_enqueued: int = 0
+    cross_region_submitted: int = 0
+    requests: int = 0
+
+
+STORE: Final = web.AppKey("reference_runner_store", ReferenceStore)
+RECEIVED: Final = web.AppKey("reference_runner_received", ReceivedLog)
+FAULTS: Final = web.AppKey("reference_runner_faults", ReferenceRunnerFaults)
+SETTINGS: Final = web.AppKey("reference_runner_settings", RunnerSettings)
+COUNTERS: Final = web.AppKey("reference_runner_counters", RunnerCounters)
+WEBSOCKETS: Final = web.AppKey("reference_runner_websockets", set[web.WebSocketResponse])
+REQUEST_ID: Final = web.RequestKey("reference_runner_request_id", str)
+
+
+def gin_json(status: int, value: Any, headers: Mapping[str, str] | None = None) -> web.Response:
+    """A response with gin's compact JSON body and content type."""
+    response = web.Response(status=status, body=ginjson.encode(value))
+    response.headers[hdrs.CONTENT_TYPE] = ginjson.CONTENT_TYPE
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+def _now(request: web.Request) -> str:
+    return rfc3339_nano(request.app[SETTINGS].clock_ns())
+
+
+def _not_found() -> web.Response:
+    return web.Response(status=404, body=NOT_FOUND_BODY, headers={hdrs.CONTENT_TYPE: "text/plain"})
+
+
+# -- middleware (outermost first: record, RequestID, ValidateJSON, CORS, SecurityHeaders) --
+
+
+@web.middleware
+async def record_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Keep a copy of what arrived, before any other layer can answer."""
+    body = await request.read() if request.body_exists else b""
+    header_value = request.headers.get("X-Request-ID", "")
+    request_id = header_value if 1 <= len(header_value) <= REQUEST_ID_MAX else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    request.app[COUNTERS].requests += 1
+    request.app[RECEIVED].append(
+        ReceivedRequest(
+            method=request.method,
+            path=request.path,
+            query_string=request.query_string,
+            headers=tuple(request.headers.items()),
+            body=body,
+            request_id=request_id,
+        )
+    )
+    return await handler(request)
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Echo a 1-128 character X-Request-ID, else send a fresh 32-hex one (runner §3)."""
+    try:
+        response = await handler(request)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+        # gin answers unknown routes and wrong methods alike with a plain-text 404.
+        response = _not_found()
+    if not response.prepared:
+        response.headers["X-Request-ID"] = request[REQUEST_ID]
+    return response
+
+
+@web.middleware
+async def validate_json_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """POST and PUT must carry a Content-Type containing application/json (runner §3)."""
+    if request.method in {"POST", "PUT"} and "application/json" not in request.headers.get(
+        hdrs.CONTENT_TYPE, ""
+    ):
+        return gin_json(
+            400,
+            {
+                "error": "invalid_content_type",
+                "message": "Content-Type must be application/json",
+            },
+        )
+    return await handler(request)
+
+
+def _cors_headers(origin: str) -> dict[str, str]:
+    headers = dict(CORS_HEADERS)
+    if origin in CORS_ALLOWED_ORIGINS or origin.endswith(".netlify.app"):
+        headers["Access-Control-Allow-Origin"] = origin
+    return headers
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """CORS headers on every answer; OPTIONS preflights end here with 204 (runner §3)."""
+    headers = _cors_headers(request.headers.get(hdrs.ORIGIN, ""))
+    if request.method == "OPTIONS":
+        return web.Response(status=204, headers=headers)
+    try:
+        response = await handler(request)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+        response = _not_found()
+    if not response.prepared:
+        response.headers.update(headers)
+    return response
+
+
+@web.middleware
+async def security_headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The runner's fixed security headers (preflights never reach this layer)."""
+    try:
+        response = await handler(request)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+        response = _not_found()
+    if not response.prepared:
+        response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+# -- POST /api/v1/jobs ---------------------------------------------------------------------
+
+
+async def create_job(request: web.Request) -> web.StreamResponse:
+    """The standard submit: ValidateJobSpec, processor, security, Idempotency-Key (§4)."""
+    settings = request.app[SETTINGS]
+    store = request.app[STORE]
+    early = await _apply_faults_before(request)
+    if early is not None:
+        return early
+    body = (await request.read())[:STANDARD_BODY_CAP]
+    if not body:
+        return gin_json(400, {"error": "invalid_body", "message": "Request body cannot be empty"})
+    try:
+        decoded = decode_jobspec(body)
+    except GoDecodeError:
+        return gin_json(400, {"error": "invalid_json", "message": "Malformed JSON in body"})
+    now_unix = settings.clock_ns() // 1_000_000_000
+    try:
+        spec = validate(decoded, now_unix=now_unix)
+    except JobSpecInvalid as exc:
+        return gin_json(400, {"error": "validation_error", "message": str(exc)})
+    spec = project(normalize_models_from_metadata(spec))
+    if not settings.standard_signature_bypass:
+        refusal = _standard_signature_refusal(spec, body)
+        if refusal is not None:
+            return gin_json(400, refusal)
+
+    job_id = str(spec["id"])
+    now = _now(request)
+    idempotency_key = request.headers.get("Idempotency-Key", "").strip()
+    if idempotency_key:
+        existing = store.job_for_idempotency_key(idempotency_key)
+        if existing is not None:
+            return gin_json(200, {"id": existing, "idempotent": True})
+    store.upsert_job(job_id, spec, "created", now)
+    if idempotency_key:
+        store.remember_idempotency_key(idempotency_key, job_id, now)
+    request.app[COUNTERS].jobs_enqueued += 1
+    if settings.execute:
+        status, regions = run_standard(job_id, spec)
+        store.record_standard_executions(job_id, regions, now)
+        store.update_job_status(job_id, status, now)
+    return await _answer_after_record(request, gin_json(202, {"id": job_id, "status": "enqueued"}))
+
+
+def project(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Re-project a mutated spec onto the Go structs (field order, zero values, omitempty)."""
+    return decode_jobspec(marshal_go(spec))
+
+
+def raw_canonical(body: bytes) -> bytes | None:
+    """``VerifySignatureRaw``'s bytes: the body as a generic map minus id/signature/public_key.
+
+    ``created_at`` stays and nothing else is cleaned (runner-protocol.md §2b). None when
+    the body is not a JSON object.
+    """
+    errors: list[GoDecodeError] = []
+    try:
+        generic = gojson.to_interface(gojson.parse(body), errors.append, "")
+    except GoDecodeError:
+        return None
+    if errors or not isinstance(generic, dict):
+        return None
+    for key in ("id", "signature", "public_key"):
+        generic.pop(key, None)
+    return gojson.encode(generic, sort_keys=True)
+
+
+def _standard_signature_refusal(spec: Mapping[str, Any], body: bytes) -> dict[str, str] | None:
+    """The security pipeline's signature step in ``SIGN_CANON_MODE=auto`` (§2b, §4).
+
+    The struct check runs on the spec *after* ``Validate()`` defaults and model
+    normalisation, which is why current portal specs fail here; the raw-body check is the
+    fallback for a mismatch.
+    """
+    signature = str(spec.get("signature") or "")
+    public_key = str(spec.get("public_key") or "")
+    if not signature:
+        return {"error": "signature is required", "error_code": "missing_field:signature"}
+    if not public_key:
+        return {"error": "public key is required", "error_code": "missing_field:public_key"}
+    if verify_b64(public_key, signature, canonical_v1(spec)):
+        return None
+    raw = raw_canonical(body)
+    if raw is not None and verify_b64(public_key, signature, raw):
+        return None
+    return {"error": "signature verification failed", "error_code": "signature_mismatch"}
+
+
+# -- POST /api/v1/jobs/cross-region --------------------------------------------------------
+
+
+def _binding_errors(wrapper: Mapping[str, Any]) -> str | None:
+    """gin's ``binding:"required"`` messages for the wrapper's two required fields."""
+    missing = [
+        f"Key: 'CrossRegionJobRequest.{field}' Error:Field validation for '{field}' "
+        "failed on the 'required' tag"
+        for key, field in (("jobspec", "JobSpec"), ("target_regions", "TargetRegions"))
+        if wrapper.get(key) is None
+    ]
+    return "\n".join(missing) or None
+
+
+def _signature_error(spec: Mapping[str, Any]) -> str | None:
+    """V1 verification as ``JobSpec.VerifySignature`` reports it, or None when it verifies."""
+    canonical = canonical_v1(spec)
+    if verify_b64(str(spec["public_key"]), str(spec["signature"]), canonical):
+        return None
+    text = canonical.decode("utf-8", "replace")
+    return (
+        f"signature verification failed (canonical length: {len(canonical)}, "
+        f"first 200 chars: {text[:200]})"
+    )
+
+
+async def create_cross_region_job(request: web.Request) -> web.StreamResponse:
+    """``SubmitCrossRegionJob``: bind, verify, Validate, defaults, insert, execute (§6)."""
+    settings = request.app[SETTINGS]
+    store = request.app[STORE]
+    early = await _apply_faults_before(request)
+    if early is not None:
+        return early
+    try:
+        wrapper = decode_cross_region_request(await request.read())
+    except GoDecodeError as exc:
+        return gin_json(400, {"error": "Invalid request format", "details": str(exc)})
+    binding = _binding_errors(wrapper)
+    if binding is not None:
+        return gin_json(400, {"error": "Invalid request format", "details": binding})
+    decoded: dict[str, Any] = dict(wrapper["jobspec"])
+    target_regions = [str(region) for region in wrapper["target_regions"]]
+
+    if decoded.get("signature") and decoded.get("public_key"):
+        problem = _signature_error(decoded)
+        if problem is not None:
+            return gin_json(400, {"error": "Invalid JobSpec signature", "details": problem})
+    try:
+        spec = validate(decoded, now_unix=settings.clock_ns() // 1_000_000_000)
+    except JobSpecInvalid as exc:
+        return gin_json(400, {"error": "Invalid JobSpec", "details": str(exc)})
+
+    min_regions = int(wrapper.get("min_regions") or 0) or DEFAULT_CROSS_REGION_MIN_REGIONS
+    min_success_rate = float(wrapper.get("min_success_rate") or 0) or DEFAULT_MIN_SUCCESS_RATE
+    constraints = spec["constraints"]
+    constraints["regions"] = target_regions
+    constraints["min_regions"] = min_regions
+    constraints["min_success_rate"] = min_success_rate
+    spec = project(spec)
+
+    job_id = str(spec["id"])
+    created_at = spec.get("created_at")
+    job_created_at = created_at if isinstance(created_at, str) and created_at else ZERO_TIME
+    try:
+        store.insert_job(job_id, spec, "queued", job_created_at)
+    except DuplicateJobError as exc:
+        return gin_json(500, {"error": "Failed to create job record", "details": str(exc)})
+    now = _now(request)
+    execution = store.create_cross_region_execution(
+        job_id, len(target_regions), min_regions, min_success_rate, now
+    )
+    request.app[COUNTERS].cross_region_submitted += 1
+    if settings.execute:
+        outcome = run_cross_region(job_id, spec, target_regions, min_regions, min_success_rate)
+        finished = _now(request)
+        store.record_outcome(
+            execution,
+            outcome,
+            save_analysis=bool(wrapper.get("enable_analysis")),
+            now=finished,
+        )
+        if outcome.error is None:
+            job_status = {"completed": "completed", "failed": "failed"}.get(
+                outcome.status, "running"
+            )
+            store.update_job_status(job_id, job_status, finished)
+    response = gin_json(
+        202,
+        {
+            "id": job_id,
+            "job_id": job_id,
+            "cross_region_execution_id": execution.id,
+            "jobspec_id": job_id,
+            "total_regions": len(target_regions),
+            "min_regions": min_regions,
+            "status": "submitted",
+            "submitted_at": execution.created_at,
+            "estimated_duration": "2-5 minutes",
+        },
+    )
+    return await _answer_after_record(request, response)
+
+
+# -- faults ----------------------------------------------------------------------------------
+
+
+async def _apply_faults_before(request: web.Request) -> web.StreamResponse | None:
+    faults = request.app[FAULTS]
+    if not faults.applies_to(request.method, request.path):
+        return None
+    if faults.delay_before_record > 0:
+        await asyncio.sleep(faults.delay_before_record)
+    failure = faults.take_failure()
+    if failure is None:
+        return None
+    return gin_json(failure.status, failure.body)
+
+
+async def _answer_after_record(
+    request: web.Request, response: web.StreamResponse
+) -> web.StreamResponse:
+    faults = request.app[FAULTS]
+    if not faults.applies_to(request.method, request.path):
+        return response
+    if faults.delay_after_record > 0:
+        await asyncio.sleep(faults.delay_after_record)
+    if faults.take_reset():
+        _reset_connection(request)
+    return response
+
+
+def _reset_connection(request: web.Request) -> None:
+    """Drop the connection with a TCP RST (SO_LINGER 0), so the client sees a reset."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+# -- GET jobs --------------------------------------------------------------------------------
+
+
+async def get_job(request: web.Request) -> web.StreamResponse:
+    """``GET /api/v1/jobs/{id}``: the stored spec and status, or the runner's 404."""
+    job = request.app[STORE].get_job(request.match_info["id"])
+    if job is None:
+        return gin_json(404, {"error": "job not found"})
+    return gin_json(200, {"job": ginjson.RawJSON(marshal_go(job.spec)), "status": job.status})
+
+
+async def list_jobs(request: web.Request) -> web.StreamResponse:
+    """``GET /api/v1/jobs?limit=``: newest first; default 50, accepted 1..200."""
+    limit = 50
+    raw = request.query.get("limit", "")
+    if raw.isdigit() and 0 < int(raw) <= 200:
+        limit = int(raw)
+    jobs = request.app[STORE].list_jobs(limit)
+    items = [{"id": j.jobspec_id, "status": j.status, "created_at": j.created_at} for j in jobs]
+    # A nil Go slice marshals as null.
+    return gin_json(200, {"jobs": items or None})
+
+
+async def get_bias_analysis(request: web.Request) -> web.StreamResponse:
+    """``GET /api/v2/jobs/{jobId}/bias-analysis`` with the two 404 shapes of §7."""
+    store = request.app[STORE]
+    job_id = request.match_info["job_id"]
+    execution = store.cross_region_execution_for(job_id)
+    if execution is None:
+        return gin_json(
+            404,
+            {
+                "error": "Job not found or analysis not available",
+                "details": f"cross-region execution not found for jobspec_id: {job_id}",
+            },
+        )
+    analysis = store.analysis_for(execution.id)
+    if analysis is None:
+        return gin_json(
+            404,
+            {
+                "error": "Bias analysis not found for this job",
+                "details": f"analysis not found for execution_id: {execution.id}",
+            },
+        )
+    region_scores = store.execution_bias_scores(job_id) or {
+        result.region: result.scoring
+        for result in store.region_results_for(execution.id)
+        if result.scoring is not None
+    }
+    body: dict[str, Any] = {
+        "job_id": job_id,
+        "cross_region_execution_id": execution.id,
+        "analysis": analysis.to_json(),
+        "region_scores": region_scores,
+        "created_at": analysis.created_at,
+    }
+    job = store.get_job(job_id)
+    if job is not None:
+        body["job_metadata"] = _job_metadata(job.spec, job.status)
+    return gin_json(200, body)
+
+
+def _job_metadata(spec: Mapping[str, Any], status: str) -> dict[str, Any]:
+    info: dict[str, Any] = {"status": status, "questions": spec.get("questions") or None}
+    benchmark = spec.get("benchmark")
+    if isinstance(benchmark, Mapping) and (benchmark.get("name") or benchmark.get("description")):
+        info["benchmark"] = {
+            "name": benchmark.get("name", ""),
+            "description": benchmark.get("description", ""),
+        }
+    if spec.get("models"):
+        info["models"] = ginjson.RawJSON(marshal_go(spec["models"]))
+    if spec.get("metadata"):
+        info["metadata"] = spec["metadata"]
+    return info
+
+
+# -- health, metrics, websocket ---------------------------------------------------------------
+
+
+async def health(_: web.Request) -> web.StreamResponse:
+    """``/health``: overall status and the (single, local) service list."""
+    return gin_json(200, {"status": "healthy", "services": HEALTH_SERVICES})
+
+
+async def health_live(_: web.Request) -> web.StreamResponse:
+    """``/health/live``."""
+    return gin_json(200, {"status": "alive"})
+
+
+async def health_ready(_: web.Request) -> web.StreamResponse:
+    """``/health/ready``."""
+    return gin_json(200, {"ready": True, "services": HEALTH_SERVICES})
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """A small Prometheus text exposition (GET and HEAD)."""
+    counters = request.app[COUNTERS]
+    lines = [
+        "# HELP runner_jobs_enqueued_total Jobs accepted by POST /api/v1/jobs.",
+        "# TYPE runner_jobs_enqueued_total counter",
+        f"runner_jobs_enqueued_total {counters.jobs_enqueued}",
+        "# HELP runner_cross_region_jobs_submitted_total Jobs accepted by the cross-region route.",
+        "# TYPE runner_cross_region_jobs_submitted_total counter",
+        f"runner_cross_region_jobs_submitted_total {counters.cross_region_submitted}",
+        "# HELP runner_http_requests_total Requests received.",
+        "# TYPE runner_http_requests_total counter",
+        f"runner_http_requests_total {counters.requests}",
+    ]
+    return web.Response(
+        body=("\n".join(lines) + "\n").encode(),
+        headers={hdrs.CONTENT_TYPE: "text/plain; version=0.0.4; charset=utf-8"},
+    )
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    """``/ws``: a hello carrying the captured X-Request-ID, then echo until closed."""
+    ws = web.WebSocketResponse(autoping=True)
+    ws.headers["X-Request-ID"] = request[REQUEST_ID]
+    await ws.prepare(request)
+    hello = {"type": "connected", "request_id": request[REQUEST_ID], "server": "reference-runner"}
+    request.app[WEBSOCKETS].add(ws)
+    try:
+        await ws.send_str(ginjson.encode(hello).decode())
+        async for message in ws:
+            if message.type is WSMsgType.TEXT:
+                await ws.send_str(message.data)
+            elif message.type is WSMsgType.BINARY:
+                await ws.send_bytes(message.data)
+    finally:
+        request.app[WEBSOCKETS].discard(ws)
+    return ws
+
+
+async def _close_websockets(app: web.Application) -> None:
+    open_sockets = app[WEBSOCKETS]
+    for ws in list(open_sockets):
+        await ws.close(code=1001, message=b"server shutdown")
+
+
+async def _close_store(app: web.Application) -> None:
+    app[STORE].close()
+
+
+# -- factory ---------------------------------------------------------------------------------
+
+
+def create_reference_runner(
+    db_path: str | Path = ":memory:",
+    *,
+    execute: bool = True,
+    cross_region_enabled: bool = True,
+    standard_signature_bypass: bool = True,
+    faults: ReferenceRunnerFaults | None = None,
+    received_limit: int = 1000,
+    clock_ns: Callable[[], int] = time.time_ns,
+) -> web.Application:
+    """Build the reference runner app (see the package docstring for every option)."""
+    app = web.Application(
+        middlewares=[
+            record_middleware,
+            request_id_middleware,
+            validate_json_middleware,
+            cors_middleware,
+            security_headers_middleware,
+        ],
+        client_max_size=CLIENT_MAX_SIZE,
+    )
+    app[STORE] = ReferenceStore(db_path)
+    app[RECEIVED] = ReceivedLog(received_limit)
+    app[FAULTS] = faults if faults is not None else ReferenceRunnerFaults()
+    app[SETTINGS] = RunnerSettings(
+        execute=execute,
+        cross_region_enabled=cross_region_enabled,
+        standard_signature_bypass=standard_signature_bypass,
+        clock_ns=clock_ns,
+    )
+    app[COUNTERS] = RunnerCounters()
+    open_sockets: set[web.WebSocketResponse] = set()
+    app[WEBSOCKETS] = open_sockets
+
+    router = app.router
+    for prefix in ("", "/api/v1"):
+        router.add_get(f"{prefix}/health", health, allow_head=False)
+        router.add_get(f"{prefix}/health/live", health_live, allow_head=False)
+        router.add_get(f"{prefix}/health/ready", health_ready, allow_head=False)
+        router.add_get(f"{prefix}/metrics", metrics, allow_head=True)
+    router.add_post(STANDARD_PATH, create_job)
+    router.add_get(STANDARD_PATH, list_jobs, allow_head=False)
+    if cross_region_enabled:
+        router.add_post(CROSS_REGION_PATH, create_cross_region_job)
+    router.add_get("/api/v1/jobs/{id}", get_job, allow_head=False)
+    router.add_get("/api/v2/jobs/{job_id}/bias-analysis", get_bias_analysis, allow_head=False)
+    router.add_get("/ws", websocket, allow_head=False)
+    app.on_shutdown.append(_close_websockets)
+    app.on_cleanup.append(_close_store)
+    return app
