@@ -1,0 +1,143 @@
+"""The admin port: liveness, readiness and Prometheus metrics, apart from the proxy port.
+
+The proxy port belongs to the runner (its own /health and /metrics pass through), so the
+adapter's own endpoints live here. Readiness follows a background probe of the runner's
+``GET /health`` and turns 503 as soon as the process starts draining.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Final
+
+import aiohttp
+from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+from adapter.log import get_logger
+from adapter.proxy import CONFIG, METRICS, classify_upstream_failure
+
+DEFAULT_PROBE_INTERVAL: Final = 5.0
+# Readiness survives this many missed probes before turning 503.
+PROBE_GRACE_INTERVALS: Final = 3
+HEALTH_PATH: Final = "/health"
+
+_log = get_logger("adapter.admin")
+
+
+@dataclass(slots=True)
+class Readiness:
+    """Mutable readiness state shared by the probe, the drain and /readyz."""
+
+    probe_interval: float = DEFAULT_PROBE_INTERVAL
+    last_ok: float | None = None
+    last_failure: str | None = "upstream not probed yet"
+    draining: bool = False
+
+    def verdict(self, now: float) -> tuple[bool, str]:
+        """(ready, reason): ready when not draining and /health was 2xx recently."""
+        if self.draining:
+            return False, "draining"
+        if self.last_ok is None:
+            return False, self.last_failure or "upstream not probed yet"
+        age = now - self.last_ok
+        if age > self.probe_interval * PROBE_GRACE_INTERVALS:
+            return False, f"upstream /health not ok for {age:.1f}s: {self.last_failure}"
+        return True, "upstream healthy"
+
+
+READINESS: Final = web.AppKey("readiness", Readiness)
+PROXY_APP: Final = web.AppKey("proxy_app", web.Application)
+
+
+async def probe_once(session: aiohttp.ClientSession, url: str, readiness: Readiness) -> None:
+    """One GET /health; a 2xx marks the runner healthy, anything else records why not."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with session.get(url, allow_redirects=False) as response:
+            await response.read()
+            if 200 <= response.status < 300:
+                readiness.last_ok = loop.time()
+                readiness.last_failure = None
+                return
+            readiness.last_failure = f"upstream /health answered {response.status}"
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        failure = classify_upstream_failure(exc)
+        readiness.last_failure = f"upstream /health failed: {failure.proxy_status}"
+    _log.debug("readiness_probe_failed", reason=readiness.last_failure)
+
+
+async def _probe_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Run the readiness probe for the admin app's lifetime, with its own small session."""
+    proxy_app = app[PROXY_APP]
+    config = proxy_app[CONFIG]
+    readiness = proxy_app[READINESS]
+    url = str(config.upstream_url.with_path(HEALTH_PATH))
+    timeout = aiohttp.ClientTimeout(
+        total=config.upstream_connect_timeout + readiness.probe_interval,
+        connect=config.upstream_connect_timeout,
+    )
+    session = aiohttp.ClientSession(
+        timeout=timeout, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
+    )
+
+    async def loop() -> None:
+        while True:
+            await probe_once(session, url, readiness)
+            await asyncio.sleep(readiness.probe_interval)
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await session.close()
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the event loop answers."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: 200 when the runner's /health was 2xx recently, else 503 with the reason."""
+    readiness = request.app[PROXY_APP][READINESS]
+    ready, reason = readiness.verdict(asyncio.get_running_loop().time())
+    return web.json_response(
+        {"status": "ready" if ready else "not_ready", "reason": reason},
+        status=200 if ready else 503,
+    )
+
+
+def create_admin_app(
+    proxy_app: web.Application,
+    *,
+    extra_routes: Iterable[web.AbstractRouteDef] = (),
+) -> web.Application:
+    """The admin app for ``proxy_app``: /healthz, /readyz, /metrics, plus ``extra_routes``.
+
+    Handlers in ``extra_routes`` reach the proxy's state via ``request.app[PROXY_APP]``.
+    """
+    app = web.Application()
+    app[PROXY_APP] = proxy_app
+    metrics_handler = make_aiohttp_handler(proxy_app[METRICS].registry)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_routes(list(extra_routes))
+    app.cleanup_ctx.append(_probe_ctx)
+    return app
+
+
+__all__ = (
+    "PROXY_APP",
+    "READINESS",
+    "Readiness",
+    "create_admin_app",
+    "probe_once",
+)

@@ -1,0 +1,203 @@
+"""Wiring: the proxy application (every path belongs to the runner) and its admin app.
+
+``create_app`` builds the proxy app: one catch-all route, one outer middleware that gives
+each request its id, log context, metrics and canonical log line, and turns anything
+unexpected into a 502 (never a bare 500). The upstream session lives in ``cleanup_ctx``.
+Run the proxy app with ``make_proxy_runner`` so request bodies stay raw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Final
+
+import orjson
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import CollectorRegistry
+
+from adapter import __version__
+from adapter.admin import PROXY_APP, READINESS, Readiness, create_admin_app
+from adapter.config import Config
+from adapter.forwarding import X_REQUEST_ID, accept_request_id
+from adapter.log import get_logger
+from adapter.metrics import Metrics, route_label
+from adapter.proxy import (
+    CONFIG,
+    JOBS_SUBMIT_HANDLER,
+    JOBS_SUBMIT_PATH,
+    METRICS,
+    PROXY_NAME,
+    PROXY_SERVER_OPTIONS,
+    REQUEST_ID,
+    REQUEST_STATS,
+    UPSTREAM,
+    RequestStats,
+    UpstreamClient,
+    UpstreamError,
+    new_request_id,
+    pass_through,
+    upstream_error_response,
+)
+from adapter.websocket import (
+    OPEN_WEBSOCKETS,
+    close_open_websockets,
+    is_websocket_upgrade,
+    relay_websocket,
+)
+
+# Status recorded for requests whose client went away before an answer (nginx's 499).
+CLIENT_CLOSED_REQUEST: Final = 499
+
+_log = get_logger("adapter.app")
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    """The one route: the jobs-submit interceptor if installed, WebSocket, or pass-through."""
+    if request.method == "POST" and request.raw_path.split("?", 1)[0] == JOBS_SUBMIT_PATH:
+        interceptor = request.app.get(JOBS_SUBMIT_HANDLER)
+        if interceptor is not None:
+            return await interceptor(request)
+    if is_websocket_upgrade(request):
+        return await relay_websocket(request)
+    return await pass_through(request)
+
+
+def _internal_error_response(request_id: str) -> web.Response:
+    body = orjson.dumps(
+        {
+            "error": "The adapter failed while handling the request.",
+            "error_code": "adapter_error",
+            "request_id": request_id,
+        }
+    )
+    return web.Response(
+        status=502,
+        body=body,
+        content_type="application/json",
+        headers={"Proxy-Status": f"{PROXY_NAME}; error=proxy_internal_error"},
+    )
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id, log context, in-flight gauge, metrics, canonical log line, and the
+    catch-all: UpstreamError becomes 502/504, any other exception a logged 502."""
+    metrics = request.app[METRICS]
+    loop = asyncio.get_running_loop()
+    request_id = accept_request_id(request.headers, new_request_id)
+    request[REQUEST_ID] = request_id
+    stats = RequestStats()
+    request[REQUEST_STATS] = stats
+    route = route_label(request.method, request.raw_path)
+    status = CLIENT_CLOSED_REQUEST
+    started = loop.time()
+    metrics.inflight.inc()
+    with structlog.contextvars.bound_contextvars(request_id=request_id):
+        try:
+            try:
+                response = await handler(request)
+            except UpstreamError as exc:
+                stats.upstream_error = exc.kind
+                _log.warning("upstream_failed", kind=exc.kind, error=exc.detail)
+                response = upstream_error_response(request_id, exc)
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            except asyncio.CancelledError:
+                stats.aborted = stats.aborted or "client"
+                raise
+            except Exception:
+                _log.exception("unhandled_error")
+                response = _internal_error_response(request_id)
+            status = response.status
+            if isinstance(response, web.Response) and response.body_length:
+                stats.bytes_out += response.body_length
+            return response
+        finally:
+            metrics.inflight.dec()
+            duration = loop.time() - started
+            if stats.upstream_error is not None:
+                metrics.upstream_errors.labels(kind=stats.upstream_error).inc()
+            metrics.observe_request(request.method, route, status, duration)
+            _log.info(
+                "request",
+                method=request.method,
+                path=request.raw_path.split("?", 1)[0],
+                route=route,
+                status=status,
+                duration_ms=round(duration * 1000, 3),
+                upstream_ms=None if stats.upstream_ms is None else round(stats.upstream_ms, 3),
+                upstream_status=stats.upstream_status,
+                upstream_error=stats.upstream_error,
+                bytes_in=stats.bytes_in,
+                bytes_out=stats.bytes_out,
+                client_ip=stats.client_ip or request.remote,
+                aborted=stats.aborted,
+            )
+
+
+async def _stamp_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Every response, whoever built it, carries the request's X-Request-ID."""
+    request_id = request.get(REQUEST_ID)
+    if request_id is not None:
+        response.headers[X_REQUEST_ID] = request_id
+
+
+async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
+    client = UpstreamClient.create(app[CONFIG])
+    app[UPSTREAM] = client
+    try:
+        yield
+    finally:
+        await client.close()
+
+
+def create_app(
+    config: Config,
+    *,
+    registry: CollectorRegistry | None = None,
+    readiness: Readiness | None = None,
+) -> web.Application:
+    """The proxy app. Install an interceptor with ``app[JOBS_SUBMIT_HANDLER] = handler``."""
+    app = web.Application(middlewares=[observe])
+    app[CONFIG] = config
+    app[METRICS] = Metrics.create(registry or CollectorRegistry(), __version__)
+    app[READINESS] = readiness or Readiness()
+    app[OPEN_WEBSOCKETS] = set()
+    app.cleanup_ctx.append(_upstream_ctx)
+    app.on_response_prepare.append(_stamp_request_id)
+    app.on_shutdown.append(close_open_websockets)
+    app.router.add_route("*", "/{tail:.*}", dispatch)
+    return app
+
+
+def make_proxy_runner(app: web.Application) -> web.AppRunner:
+    """The AppRunner the proxy app must run under: raw request bodies, handler
+    cancellation on client disconnect, shutdown grace from the config, no access log
+    (the canonical line replaces it)."""
+    return web.AppRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=app[CONFIG].shutdown_grace,
+        **PROXY_SERVER_OPTIONS,
+    )
+
+
+def make_admin_runner(admin_app: web.Application) -> web.AppRunner:
+    """The AppRunner for the admin app."""
+    return web.AppRunner(
+        admin_app, access_log=None, shutdown_timeout=admin_app[PROXY_APP][CONFIG].shutdown_grace
+    )
+
+
+__all__ = (
+    "create_admin_app",
+    "create_app",
+    "dispatch",
+    "make_admin_runner",
+    "make_proxy_runner",
+    "observe",
+)

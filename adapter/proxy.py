@@ -1,0 +1,334 @@
+"""Pass-through to the runner: one shared upstream session, bodies streamed both ways.
+
+The I/O shell around ``forwarding``: it reads the request, asks the pure functions for
+headers, makes exactly one upstream call and streams the answer back. The primitives
+(``UpstreamClient``, ``request_body``, ``upstream_headers``, ``relay_response``,
+``upstream_error_response``) are reused by the cross-region rewrite, which is installed
+under ``JOBS_SUBMIT_HANDLER``.
+
+Request bodies: aiohttp's server inflates ``Content-Encoding``'d request bodies unless
+the runner is built with ``auto_decompress=False`` (aiohttp#5957, exposed as a request
+handler option in 3.x). The proxy port must run with ``PROXY_SERVER_OPTIONS`` so the
+bytes we forward are the bytes the client sent, still matching their Content-Encoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import aiohttp
+import orjson
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from adapter.config import Config
+from adapter.forwarding import (
+    X_REQUEST_ID,
+    ClientIpPolicy,
+    ForwardedFacts,
+    build_upstream_headers,
+    strip_hop_by_hop,
+)
+from adapter.log import get_logger
+from adapter.metrics import Metrics
+
+UpstreamErrorKind = Literal["connect", "timeout", "reset", "protocol"]
+
+JOBS_SUBMIT_PATH: Final = "/api/v1/jobs"
+PROXY_NAME: Final = "beacon-adapter"
+# Options for the proxy port's AppRunner: raw request bodies, and a client that goes
+# away cancels its handler (and with it the upstream request).
+PROXY_SERVER_OPTIONS: Final[Mapping[str, Any]] = {
+    "auto_decompress": False,
+    "handler_cancellation": True,
+}
+# aiohttp adds these to outgoing requests unless told not to; a transparent proxy must not.
+_SKIP_AUTO_HEADERS: Final = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+
+_log = get_logger("adapter.proxy")
+
+
+@dataclass(slots=True)
+class RequestStats:
+    """Per-request facts for the canonical log line, filled in as the request progresses."""
+
+    client_ip: str | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    upstream_ms: float | None = None
+    upstream_status: int | None = None
+    upstream_error: str | None = None
+    aborted: str | None = None
+
+
+class UpstreamError(Exception):
+    """Talking to the runner failed; ``kind`` is the metric label, ``proxy_status`` the
+    RFC 9209 error type."""
+
+    def __init__(self, kind: UpstreamErrorKind, proxy_status: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind: UpstreamErrorKind = kind
+        self.proxy_status = proxy_status
+        self.detail = detail
+
+    @property
+    def status(self) -> int:
+        """504 for timeouts, 502 for everything else."""
+        return 504 if self.kind == "timeout" else 502
+
+
+def classify_upstream_failure(exc: BaseException) -> UpstreamError:
+    """Map an aiohttp/OS exception to an UpstreamError; most specific first, timeouts
+    before connection errors because ServerTimeoutError is both."""
+    detail = type(exc).__name__
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return UpstreamError("timeout", "connection_timeout", detail)
+    if isinstance(exc, TimeoutError):
+        return UpstreamError("timeout", "http_response_timeout", detail)
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return UpstreamError("connect", "dns_error", detail)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamError("connect", "connection_refused", detail)
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError | OSError):
+        return UpstreamError("reset", "connection_terminated", detail)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return UpstreamError("protocol", "http_response_incomplete", detail)
+    return UpstreamError("protocol", "http_protocol_error", detail)
+
+
+class UpstreamClient:
+    """The one upstream ClientSession of an app: no cookie jar, no decompression, no retries."""
+
+    def __init__(self, origin: URL, session: aiohttp.ClientSession) -> None:
+        self._origin = str(origin.origin())
+        self.session = session
+
+    @classmethod
+    def create(cls, config: Config) -> UpstreamClient:
+        """Open the session; call ``close()`` when the app stops."""
+        session = aiohttp.ClientSession(
+            # A shared jar would hand one client's cookies to the next.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            # Bytes and Content-Encoding stay in step (anchors §0.3).
+            auto_decompress=False,
+            # Connect covers waiting for a pooled connection too; sock_read is "no
+            # progress for this long", so a slow but moving download is never cut.
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                connect=config.upstream_connect_timeout,
+                sock_read=config.upstream_timeout,
+            ),
+            # No pool cap: open WebSockets hold connections for hours.
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
+            trust_env=False,
+            skip_auto_headers=_SKIP_AUTO_HEADERS,
+        )
+        # aiohttp re-sends an idempotent request once when a pooled connection turns out
+        # dead; bytes may already have reached the runner, so the proxy never retries.
+        session._retry_connection = False
+        return cls(config.upstream_url, session)
+
+    async def close(self) -> None:
+        """Close the session and its pooled connections."""
+        await self.session.close()
+
+    def url(self, path_qs: str) -> URL:
+        """The upstream URL for a raw path and query, byte for byte (no normalisation)."""
+        return URL(self._origin + path_qs, encoded=True)
+
+    async def send(
+        self,
+        method: str,
+        path_qs: str,
+        headers: CIMultiDict[str],
+        body: bytes | AsyncIterable[bytes] | None,
+    ) -> aiohttp.ClientResponse:
+        """Send one request and return the response once its headers arrived.
+
+        Raises UpstreamError; the caller owns the response and must release or close it.
+        """
+        try:
+            return await self.session.request(
+                method,
+                self.url(path_qs),
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                compress=None,
+            )
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise classify_upstream_failure(exc) from exc
+
+
+# Typed app and request state. The proxy app owns all of them (created in app.py).
+CONFIG: Final = web.AppKey("config", Config)
+METRICS: Final = web.AppKey("metrics", Metrics)
+UPSTREAM: Final = web.AppKey("upstream", UpstreamClient)
+JOBS_SUBMIT_HANDLER: Final[web.AppKey[Callable[[web.Request], Awaitable[web.StreamResponse]]]] = (
+    web.AppKey("jobs_submit_handler")
+)
+REQUEST_ID: Final = web.RequestKey("request_id", str)
+REQUEST_STATS: Final = web.RequestKey("request_stats", RequestStats)
+
+
+def new_request_id() -> str:
+    """32 lower-case hex characters, the runner's own format."""
+    return secrets.token_hex(16)
+
+
+def raw_path_qs(request: web.BaseRequest) -> str:
+    """The request target exactly as the client sent it (origin form)."""
+    raw = request.raw_path
+    if raw.startswith("/"):
+        return raw
+    # Absolute form (GET http://host/path): keep only path and query, still raw.
+    return request.rel_url.raw_path_qs
+
+
+def request_stats(request: web.BaseRequest) -> RequestStats:
+    """This request's stats (a throwaway object when the middleware did not set one)."""
+    return request.get(REQUEST_STATS) or RequestStats()
+
+
+def upstream_headers(request: web.BaseRequest, config: Config, request_id: str) -> CIMultiDict[str]:
+    """Headers for the upstream request; records the resolved client IP in the stats."""
+    policy = ClientIpPolicy(config.trusted_proxy_hops, config.client_ip_header)
+    facts = ForwardedFacts(peer_ip=request.remote, scheme=request.scheme, request_id=request_id)
+    headers, origin = build_upstream_headers(request.headers, facts, config.upstream_url, policy)
+    request_stats(request).client_ip = origin.client_ip
+    return headers
+
+
+def request_body(request: web.BaseRequest, prefix: bytes = b"") -> AsyncIterable[bytes] | None:
+    """Stream the client body (``prefix`` first: bytes an interceptor already read).
+
+    None when there is no body at all, so no body and no framing is sent upstream.
+    """
+    if not prefix and not request.body_exists:
+        return None
+    stats = request_stats(request)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        if prefix:
+            stats.bytes_in += len(prefix)
+            yield prefix
+        async for chunk in request.content.iter_any():
+            stats.bytes_in += len(chunk)
+            yield chunk
+
+    return chunks()
+
+
+async def relay_response(
+    request: web.BaseRequest,
+    upstream: aiohttp.ClientResponse,
+    *,
+    extra_headers: Mapping[str, str] | None = None,
+) -> web.StreamResponse:
+    """Stream the upstream response to the client and release the upstream connection.
+
+    Hop-by-hop fields are dropped, repeated fields kept, Content-Length kept when the
+    runner sent one (else the answer is chunked), bytes untouched (gzip stays gzip).
+    If the runner fails mid-body the client connection is aborted, so a truncated body
+    never looks complete.
+    """
+    stats = request_stats(request)
+    stats.upstream_status = upstream.status
+    headers = strip_hop_by_hop(upstream.headers)
+    request_id = request.get(REQUEST_ID)
+    if request_id is not None:
+        headers[X_REQUEST_ID] = request_id
+    for name, value in (extra_headers or {}).items():
+        headers[name] = value
+    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+    finished = False
+    try:
+        await response.prepare(request)
+        while True:
+            # Reads and writes are apart so a failure is blamed on the right side.
+            try:
+                chunk = await upstream.content.readany()
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                failure = classify_upstream_failure(exc)
+                stats.upstream_error = failure.kind
+                stats.aborted = "upstream"
+                _log.warning("upstream_failed_mid_body", kind=failure.kind, error=failure.detail)
+                if request.transport is not None:
+                    request.transport.abort()
+                return response
+            if not chunk:
+                break
+            await response.write(chunk)
+            stats.bytes_out += len(chunk)
+        finished = True
+    except ConnectionError:
+        stats.aborted = "client"
+        _log.info("client_disconnected", during="response")
+        return response
+    finally:
+        if finished:
+            upstream.release()
+        else:
+            upstream.close()
+    await response.write_eof()
+    return response
+
+
+def upstream_error_response(request_id: str, exc: UpstreamError) -> web.Response:
+    """The 502/504 answer when the runner could not be reached or did not answer in time."""
+    if exc.kind == "timeout":
+        code, message = "upstream_timeout", "The runner did not answer in time."
+    else:
+        code, message = "upstream_unavailable", "The runner could not be reached."
+    body = orjson.dumps({"error": message, "error_code": code, "request_id": request_id})
+    return web.Response(
+        status=exc.status,
+        body=body,
+        content_type="application/json",
+        headers={
+            "Proxy-Status": f"{PROXY_NAME}; error={exc.proxy_status}",
+            "X-Request-ID": request_id,
+        },
+    )
+
+
+async def pass_through(request: web.Request) -> web.StreamResponse:
+    """Forward the request unchanged (bar the header rules) and relay the answer."""
+    config = request.app[CONFIG]
+    request_id = request.get(REQUEST_ID) or new_request_id()
+    headers = upstream_headers(request, config, request_id)
+    started = asyncio.get_running_loop().time()
+    upstream = await request.app[UPSTREAM].send(
+        request.method, raw_path_qs(request), headers, request_body(request)
+    )
+    request_stats(request).upstream_ms = (asyncio.get_running_loop().time() - started) * 1000
+    return await relay_response(request, upstream)
+
+
+__all__ = (
+    "CONFIG",
+    "JOBS_SUBMIT_HANDLER",
+    "JOBS_SUBMIT_PATH",
+    "METRICS",
+    "PROXY_SERVER_OPTIONS",
+    "REQUEST_ID",
+    "REQUEST_STATS",
+    "UPSTREAM",
+    "RequestStats",
+    "UpstreamClient",
+    "UpstreamError",
+    "classify_upstream_failure",
+    "new_request_id",
+    "pass_through",
+    "raw_path_qs",
+    "relay_response",
+    "request_body",
+    "request_stats",
+    "upstream_error_response",
+    "upstream_headers",
+)
