@@ -262,3 +262,20 @@ async def raw_exchange(port: int, request: bytes) -> RawResponse:
     status = int(lines[0].split(" ", 2)[1])
     headers = [(k, v.strip()) for k, _, v in (line.partition(":") for line in lines[1:])]
     return RawResponse(status, headers, body)
+
+
+# --- Reference runner: the embedded stand-in for the Project Beacon runner on a real port. ---
+
+from aiohttp.test_utils import TestServer  # noqa: E402 - kept with the fixture it types
+
+
+@pytest.fixture(name="reference_runner")
+async def _reference_runner(aiohttp_server: AiohttpServer) -> TestServer:
+    """A reference runner (in-memory SQLite, default options) on a free 127.0.0.1 port.
+
+    ``server.app`` holds ``STORE``, ``RECEIVED`` and ``FAULTS``; build your own with
+    ``create_reference_runner(...)`` for other options.
+    """
+    from adapter.reference_runner import create_reference_runner
+
+    return await aiohttp_server(create_reference_runner())

@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
+from aiohttp.test_utils import TestServer
 from hypothesis import given, strategies as st
 from nacl.signing import SigningKey
 from pytest_aiohttp import AiohttpClient, AiohttpServer
@@ -46,6 +47,7 @@ from adapter.reference_runner.execution import (
 )
 from adapter.reference_runner.ginjson import RawJSON, encode
 from adapter.reference_runner.gotime import rfc3339_nano
+from adapter.reference_runner.ratelimit import TokenBuckets, client_ip
 from adapter.reference_runner.store import DuplicateJobError
 from adapter.reference_runner.validation import (
     JobSpecInvalid,
@@ -363,6 +365,32 @@ def test_store_duplicate_insert_names_the_unique_constraint() -> None:
     store.close()
 
 
+@pytest.mark.parametrize(
+    ("headers", "peer", "ip"),
+    [
+        pytest.param(
+            {"X-Forwarded-For": "1.1.1.1, 2.2.2.2"}, "9.9.9.9", "1.1.1.1", id="leftmost-xff"
+        ),
+        pytest.param({"X-Real-IP": " 3.3.3.3 "}, "9.9.9.9", "3.3.3.3", id="x-real-ip"),
+        pytest.param({"X-Forwarded-For": " "}, "9.9.9.9", "9.9.9.9", id="blank-xff"),
+        pytest.param({}, None, "", id="nothing"),
+    ],
+)
+def test_client_ip(headers: dict[str, str], peer: str | None, ip: str) -> None:
+    """The rate-limit key is gin's ClientIP with every proxy trusted."""
+    assert client_ip(headers, peer) == ip
+
+
+def test_token_buckets_refill_per_second() -> None:
+    """A bucket of N per minute empties after N takes and regains one token every 60/N s."""
+    buckets = TokenBuckets(per_minute=2)
+    assert [buckets.take("a", 0.0).allowed for _ in range(3)] == [True, True, False]
+    assert buckets.take("a", 0.0).retry_after == 30
+    assert buckets.take("b", 0.0).allowed
+    assert buckets.take("a", 30.0).allowed
+    assert not buckets.take("a", 30.0).allowed
+
+
 # --- middleware -----------------------------------------------------------------------------
 
 
@@ -478,6 +506,31 @@ async def test_metrics_get_and_head(client: Any, path: str) -> None:
     assert head.status == 200
     assert head.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     assert await head.read() == b""
+
+
+async def test_rate_limit_per_forwarded_client(aiohttp_client: AiohttpClient) -> None:
+    """With a limit, each leftmost X-Forwarded-For gets its own bucket; an empty one gets 429."""
+    now = [FIXED_NS]
+    app = create_reference_runner(rate_limit_per_minute=2, clock_ns=lambda: now[0])
+    client = await aiohttp_client(app)
+    alice = {"X-Forwarded-For": "10.0.0.1, 127.0.0.1", "X-Request-ID": "rl"}
+    remaining = [
+        (await client.get("/health", headers=alice)).headers["X-RateLimit-Remaining"]
+        for _ in range(2)
+    ]
+    assert remaining == ["1", "0"]
+    refused = await client.get("/health", headers=alice)
+    assert refused.status == 429
+    assert await refused.read() == (
+        b'{"error":{"code":"RATE_LIMIT_EXCEEDED","message":"Too many requests. Please slow down.",'
+        b'"type":"rate_limited"},"request_id":"rl"}'
+    )
+    assert refused.headers["X-RateLimit-Reset"] == "2025-10-12T14:12:40Z"
+    assert refused.headers["Access-Control-Allow-Methods"]  # outer middleware still ran
+    bob = await client.get("/health", headers={"X-Forwarded-For": "10.0.0.2"})
+    assert bob.status == 200
+    now[0] += 30 * 1_000_000_000
+    assert (await client.get("/health", headers=alice)).status == 200
 
 
 # --- POST /api/v1/jobs ------------------------------------------------------------------------
@@ -697,13 +750,21 @@ async def test_cross_region_real_portal_vector(client: Any, runner_app: web.Appl
     [
         pytest.param(
             {"job_spec": bias_spec(), "target_regions": ["US"]},
-            "jobspec: required field is missing or null (binding:required)",
+            "Key: 'CrossRegionJobRequest.JobSpec' Error:Field validation for 'JobSpec'"
+            " failed on the 'required' tag",
             id="job_spec-key",
         ),
         pytest.param(
             {"jobspec": bias_spec()},
-            "target_regions: required field is missing or null (binding:required)",
+            "Key: 'CrossRegionJobRequest.TargetRegions' Error:Field validation for"
+            " 'TargetRegions' failed on the 'required' tag",
             id="no-target-regions",
+        ),
+        pytest.param(
+            {"jobspec": bias_spec(), "target_regions": None},
+            "Key: 'CrossRegionJobRequest.TargetRegions' Error:Field validation for"
+            " 'TargetRegions' failed on the 'required' tag",
+            id="null-target-regions",
         ),
         pytest.param(b"[1, 2]", None, id="array"),
         pytest.param(b"{", None, id="truncated"),
@@ -978,6 +1039,25 @@ ORDER BY j.created_at DESC;"""
     std = runner_app[STORE].get_job("std")
     assert std is not None
     assert [(r["id"], r["execution_count"]) for r in rows] == [(std.id, 12)]  # 3 regions x 2 x 2
+
+
+async def test_shared_fixture_tells_the_404_story(reference_runner: TestServer) -> None:
+    """Through the shared fixture: standard route then 404; cross-region route then 200."""
+    assert reference_runner.host == "127.0.0.1"
+    async with aiohttp.ClientSession() as session:
+        for path, job_id, expected in [
+            (STANDARD_PATH, "story-std", 404),
+            (CROSS_REGION_PATH, "story-cr", 200),
+        ]:
+            spec = bias_spec(job_id=job_id)
+            body = spec if path == STANDARD_PATH else wrapper(spec)
+            url = reference_runner.make_url(path)
+            submitted = await session.post(url, data=json.dumps(body), headers=JSON)
+            assert submitted.status == 202
+            analysis_url = reference_runner.make_url(f"/api/v2/jobs/{job_id}/bias-analysis")
+            assert (await session.get(analysis_url)).status == expected
+    assert reference_runner.app is not None
+    assert reference_runner.app[STORE].count_jobs() == 2
 
 
 # --- recording, faults, websocket -----------------------------------------------------------

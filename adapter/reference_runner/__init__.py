@@ -6,7 +6,8 @@ that answers like the real runner on the routes the adapter cares about
 
 - global middleware: X-Request-ID echo (1-128 chars) or 32 fresh hex; POST/PUT without an
   ``application/json`` Content-Type get 400 ``invalid_content_type``; CORS headers and
-  204 for every OPTIONS; the runner's security headers; gin's compact sorted JSON;
+  204 for every OPTIONS; the runner's security headers; an optional per-IP rate limit;
+  gin's compact sorted JSON and plain-text ``404 page not found``;
 - ``POST /api/v1/jobs``: 1 MB read cap, ``invalid_body`` / ``invalid_json`` /
   ``validation_error``, ``Validate()`` defaults, Idempotency-Key (200 ``idempotent`` on a
   known key), upsert into ``jobs``, 202 ``{"id","status":"enqueued"}``;
@@ -38,7 +39,10 @@ Options of ``create_reference_runner``:
   on submissions (see ``faults``); also reachable as ``app[FAULTS]``;
 - ``received_limit``: how many requests ``app[RECEIVED]`` keeps (method, path, query,
   headers, body bytes, request id), so tests can assert what reached the runner;
-- ``clock_ns``: the clock, for timestamps and generated ids.
+- ``clock_ns``: the clock, for timestamps, generated ids and the rate limit;
+- ``rate_limit_per_minute`` (default None = off; the runner uses 60): the runner's token
+  bucket per client IP, keyed like gin's ``ClientIP()`` on the leftmost
+  X-Forwarded-For, answering 429 ``RATE_LIMIT_EXCEEDED`` when empty.
 
 ``app[STORE]`` is the ``ReferenceStore``: ``count_jobs``, ``get_job``,
 ``cross_region_execution_for``, ``analysis_for``, ``region_results_for`` and ``query`` (raw

@@ -35,6 +35,7 @@ from adapter.reference_runner.faults import (
     ReferenceRunnerFaults,
 )
 from adapter.reference_runner.gotime import ZERO_TIME, rfc3339_nano
+from adapter.reference_runner.ratelimit import TokenBuckets, client_ip
 from adapter.reference_runner.store import DuplicateJobError, ReferenceStore
 from adapter.reference_runner.validation import (
     DEFAULT_MIN_SUCCESS_RATE,
@@ -155,6 +156,7 @@ class RunnerSettings:
     cross_region_enabled: bool
     standard_signature_bypass: bool
     clock_ns: Callable[[], int]
+    rate_limit: TokenBuckets | None
 
 
 @dataclass(slots=True)
@@ -279,6 +281,39 @@ async def security_headers_middleware(request: web.Request, handler: Handler) ->
     return response
 
 
+@web.middleware
+async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """N requests per minute per client IP, when enabled; 429 with gin's nested error body."""
+    settings = request.app[SETTINGS]
+    if settings.rate_limit is None:
+        return await handler(request)
+    now_ns = settings.clock_ns()
+    key = client_ip(request.headers, request.remote)
+    admission = settings.rate_limit.take(key, now_ns / 1e9)
+    limit_headers = {
+        "X-RateLimit-Limit": str(settings.rate_limit.per_minute),
+        "X-RateLimit-Remaining": str(admission.remaining),
+    }
+    if not admission.allowed:
+        reset = rfc3339_nano((now_ns // 1_000_000_000 + admission.retry_after) * 1_000_000_000)
+        return gin_json(
+            429,
+            {
+                "error": {
+                    "type": "rate_limited",
+                    "message": "Too many requests. Please slow down.",
+                    "code": "RATE_LIMIT_EXCEEDED",
+                },
+                "request_id": request[REQUEST_ID],
+            },
+            {**limit_headers, "X-RateLimit-Reset": reset},
+        )
+    response = await handler(request)
+    if not response.prepared:
+        response.headers.update(limit_headers)
+    return response
+
+
 # -- POST /api/v1/jobs ---------------------------------------------------------------------
 
 
@@ -372,15 +407,18 @@ def _standard_signature_refusal(spec: Mapping[str, Any], body: bytes) -> dict[st
 # -- POST /api/v1/jobs/cross-region --------------------------------------------------------
 
 
-def _binding_errors(wrapper: Mapping[str, Any]) -> str | None:
-    """gin's ``binding:"required"`` messages for the wrapper's two required fields."""
-    missing = [
+_REQUIRED_FIELDS: Final = {"jobspec": "JobSpec", "target_regions": "TargetRegions"}
+
+
+def bind_error_details(exc: GoDecodeError) -> str:
+    """The ``details`` gin reports: validator wording for a missing required field."""
+    field = _REQUIRED_FIELDS.get(exc.field)
+    if field is None or "required" not in exc.reason:
+        return str(exc)
+    return (
         f"Key: 'CrossRegionJobRequest.{field}' Error:Field validation for '{field}' "
         "failed on the 'required' tag"
-        for key, field in (("jobspec", "JobSpec"), ("target_regions", "TargetRegions"))
-        if wrapper.get(key) is None
-    ]
-    return "\n".join(missing) or None
+    )
 
 
 def _signature_error(spec: Mapping[str, Any]) -> str | None:
@@ -405,10 +443,8 @@ async def create_cross_region_job(request: web.Request) -> web.StreamResponse:
     try:
         wrapper = decode_cross_region_request(await request.read())
     except GoDecodeError as exc:
-        return gin_json(400, {"error": "Invalid request format", "details": str(exc)})
-    binding = _binding_errors(wrapper)
-    if binding is not None:
-        return gin_json(400, {"error": "Invalid request format", "details": binding})
+        details = bind_error_details(exc)
+        return gin_json(400, {"error": "Invalid request format", "details": details})
     decoded: dict[str, Any] = dict(wrapper["jobspec"])
     target_regions = [str(region) for region in wrapper["target_regions"]]
 
@@ -669,6 +705,7 @@ def create_reference_runner(
     faults: ReferenceRunnerFaults | None = None,
     received_limit: int = 1000,
     clock_ns: Callable[[], int] = time.time_ns,
+    rate_limit_per_minute: int | None = None,
 ) -> web.Application:
     """Build the reference runner app (see the package docstring for every option)."""
     app = web.Application(
@@ -678,6 +715,7 @@ def create_reference_runner(
             validate_json_middleware,
             cors_middleware,
             security_headers_middleware,
+            rate_limit_middleware,
         ],
         client_max_size=CLIENT_MAX_SIZE,
     )
@@ -689,6 +727,7 @@ def create_reference_runner(
         cross_region_enabled=cross_region_enabled,
         standard_signature_bypass=standard_signature_bypass,
         clock_ns=clock_ns,
+        rate_limit=None if rate_limit_per_minute is None else TokenBuckets(rate_limit_per_minute),
     )
     app[COUNTERS] = RunnerCounters()
     open_sockets: set[web.WebSocketResponse] = set()
