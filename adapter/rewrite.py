@@ -1,0 +1,304 @@
+"""The cross-region rewrite: decide, per submitted job, whether to rewrite it, and build it.
+
+Pure: bytes, config values and the clock reading come in; a ``Verdict`` comes out.
+The checks run in a fixed order and the first that fails names the reason, so every
+pass-through can be explained. Trust assumption: the adapter re-signs only specs that
+their submitter signed and that verify under one of the portal or runner schemes; with
+``trust_enforce`` the submitter's key must also be trusted. The portal's own key is
+compromised by nonce reuse (runner-protocol.md §8), so production should enforce trust
+or rely on network placement, not on a portal signature alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Final
+
+from adapter.canonical import canonical_v1
+from adapter.gojson import GoDecodeError
+from adapter.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
+from adapter.rollout import RolloutPolicy, RolloutReason, choose
+from adapter.signing import ServiceKey, check_spec_signature, sign_jobspec, verify_b64
+from adapter.trust import KeyStatus, TrustedKeys
+
+JSON_MEDIA_TYPE: Final = "application/json"
+CROSS_REGION_PATH: Final = "/api/v1/jobs/cross-region"
+
+
+class Decision(StrEnum):
+    """What the adapter did with a submission (the first word of X-Adapter-Decision)."""
+
+    PASSTHROUGH = "passthrough"
+    REWRITTEN = "rewritten"
+    FALLBACK = "fallback"
+
+
+class Reason(StrEnum):
+    """Why: a closed set, used as a metric label and in the X-Adapter-Decision header."""
+
+    NOT_JSON = "not_json"
+    UNDECODABLE = "undecodable"
+    TOO_LARGE = "too_large"
+    SINGLE_REGION = "single_region"
+    NOT_IN_ROLLOUT = "not_in_rollout"
+    DENYLISTED = "denylisted"
+    NO_STICKY_KEY = "no_sticky_key"
+    UNSIGNED = "unsigned"
+    BAD_SIGNATURE = "bad_signature"
+    UNTRUSTED_KEY = "untrusted_key"
+    SELF_CHECK_FAILED = "self_check_failed"
+    IN_ROLLOUT = "in_rollout"
+    ALLOWLISTED = "allowlisted"
+    REWRITTEN = "rewritten"
+    CROSS_REGION_MISSING = "cross_region_missing"
+
+
+_ROLLOUT_REASONS: Final = {
+    RolloutReason.IN_ROLLOUT: Reason.IN_ROLLOUT,
+    RolloutReason.ALLOWLISTED: Reason.ALLOWLISTED,
+    RolloutReason.NOT_IN_ROLLOUT: Reason.NOT_IN_ROLLOUT,
+    RolloutReason.DENYLISTED: Reason.DENYLISTED,
+    RolloutReason.NO_STICKY_KEY: Reason.NO_STICKY_KEY,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RewriteSettings:
+    """Everything the decision needs that does not change from request to request."""
+
+    policy: RolloutPolicy
+    service_key: ServiceKey | None
+    trusted_keys: TrustedKeys | None = None
+    trust_enforce: bool = False
+    default_min_success_rate: float = 0.67
+    version: str = "0"
+
+
+@dataclass(frozen=True, slots=True)
+class CrossRegionRequest:
+    """The request the adapter sends instead of the original, already signed and checked."""
+
+    body: bytes
+    job_id: str
+    target_regions: tuple[str, ...]
+    min_regions: int
+    min_success_rate: float
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The decision for one submission and what explains it."""
+
+    decision: Decision
+    reason: Reason
+    job_id: str | None = None
+    bucket: int | None = None
+    signer: str | None = None
+    scheme: str | None = None
+    rewrite: CrossRegionRequest | None = None
+    # Shadow mode, submitter outside the rollout: what the rewrite would have done.
+    shadow: Reason | None = None
+
+    @property
+    def header(self) -> str:
+        """The X-Adapter-Decision header value."""
+        value = f"{self.decision}; reason={self.reason}"
+        return value if self.bucket is None else f"{value}; bucket={self.bucket}"
+
+
+def is_json_media_type(content_type: str | None) -> bool:
+    """True for ``application/json`` with any parameters, as the runner's check accepts it."""
+    if not content_type:
+        return False
+    return content_type.split(";", 1)[0].strip().lower() == JSON_MEDIA_TYPE
+
+
+def decide(
+    settings: RewriteSettings,
+    body: bytes,
+    *,
+    content_type: str | None,
+    content_encoding: str | None,
+    now: datetime,
+) -> Verdict:
+    """Run the checks in their documented order and build the rewrite when they all pass."""
+    if not is_json_media_type(content_type) or _is_encoded(content_encoding):
+        return Verdict(Decision.PASSTHROUGH, Reason.NOT_JSON)
+    try:
+        spec = decode_jobspec(body)
+    except GoDecodeError:
+        return Verdict(Decision.PASSTHROUGH, Reason.UNDECODABLE)
+    job_id = _job_id(spec)
+    regions = distinct_regions(spec)
+    if len(regions) < 2:
+        return Verdict(Decision.PASSTHROUGH, Reason.SINGLE_REGION, job_id=job_id or None)
+    choice = choose(settings.policy, spec)
+    verdict = Verdict(
+        Decision.PASSTHROUGH,
+        _ROLLOUT_REASONS[choice.reason],
+        job_id=job_id or None,
+        bucket=choice.bucket,
+    )
+    if not choice.selected and not settings.policy.shadow:
+        return verdict
+    outcome = _rewrite_outcome(settings, body, spec, regions, now)
+    verdict = replace(verdict, signer=outcome.signer, scheme=outcome.scheme)
+    if not choice.selected:
+        return replace(verdict, shadow=outcome.reason)
+    if outcome.rewrite is None:
+        return replace(verdict, reason=outcome.reason)
+    return replace(verdict, decision=Decision.REWRITTEN, rewrite=outcome.rewrite)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    reason: Reason
+    signer: str | None
+    scheme: str | None
+    rewrite: CrossRegionRequest | None
+
+
+def _rewrite_outcome(
+    settings: RewriteSettings,
+    body: bytes,
+    spec: dict[str, Any],
+    regions: tuple[str, ...],
+    now: datetime,
+) -> _Outcome:
+    signer = spec.get("public_key") or None
+    if not spec.get("signature") or not signer:
+        return _Outcome(Reason.UNSIGNED, signer, None, None)
+    check = check_spec_signature(body)
+    if check.scheme is None:
+        return _Outcome(Reason.BAD_SIGNATURE, signer, None, None)
+    if settings.trust_enforce and not _is_trusted(settings.trusted_keys, signer, now):
+        return _Outcome(Reason.UNTRUSTED_KEY, signer, check.scheme, None)
+    if settings.service_key is None:  # config validation prevents this; stay safe anyway
+        return _Outcome(Reason.SELF_CHECK_FAILED, signer, check.scheme, None)
+    try:
+        request = build_cross_region_request(settings, spec, regions, scheme=check.scheme)
+    except ValueError:  # sign_jobspec refuses a spec the runner would read differently
+        return _Outcome(Reason.SELF_CHECK_FAILED, signer, check.scheme, None)
+    if not self_check(request.body, settings.service_key.public_key_b64):
+        return _Outcome(Reason.SELF_CHECK_FAILED, signer, check.scheme, None)
+    return _Outcome(Reason.REWRITTEN, signer, check.scheme, request)
+
+
+def build_cross_region_request(
+    settings: RewriteSettings,
+    spec: Mapping[str, Any],
+    regions: tuple[str, ...],
+    *,
+    scheme: str,
+) -> CrossRegionRequest:
+    """Build and sign the cross-region body from a decoded (runner-projected) spec."""
+    assert settings.service_key is not None
+    jobspec = copy.deepcopy(dict(spec))
+    if not jobspec.get("id") and jobspec.get("jobspec_id"):
+        jobspec["id"] = jobspec["jobspec_id"]
+    # The runner signs jobspec_id (it is not among the keys V1 deletes); id carries it now.
+    jobspec.pop("jobspec_id", None)
+    metadata = jobspec.get("metadata")
+    metadata = dict(metadata) if isinstance(metadata, Mapping) else {}
+    _fill_metadata_models(metadata, jobspec.get("models"))
+    metadata["adapter"] = {
+        "original_public_key": spec.get("public_key", ""),
+        "original_signature": spec.get("signature", ""),
+        "original_scheme": scheme,
+        "rewritten_by": f"beacon-adapter/{settings.version}",
+    }
+    jobspec["metadata"] = metadata
+    signed = sign_jobspec(jobspec, settings.service_key)
+    min_regions = cross_region_min_regions(spec, len(regions))
+    min_success_rate = cross_region_min_success_rate(spec, settings.default_min_success_rate)
+    wrapper = {
+        "jobspec": signed,
+        "target_regions": list(regions),
+        "min_regions": min_regions,
+        "min_success_rate": min_success_rate,
+        "enable_analysis": True,
+    }
+    return CrossRegionRequest(
+        body=marshal_go(wrapper),
+        job_id=str(signed.get("id", "")),
+        target_regions=regions,
+        min_regions=min_regions,
+        min_success_rate=min_success_rate,
+    )
+
+
+def self_check(body: bytes, public_key_b64: str) -> bool:
+    """Verify our own bytes exactly as the runner's cross-region route will."""
+    try:
+        request = decode_cross_region_request(body)
+    except GoDecodeError:
+        return False
+    jobspec = request.get("jobspec")
+    if not isinstance(jobspec, Mapping) or jobspec.get("public_key") != public_key_b64:
+        return False
+    return verify_b64(public_key_b64, str(jobspec.get("signature", "")), canonical_v1(jobspec))
+
+
+def distinct_regions(spec: Mapping[str, Any]) -> tuple[str, ...]:
+    """The non-empty regions of constraints.regions, first occurrence order, no repeats."""
+    constraints = spec.get("constraints")
+    regions = constraints.get("regions") if isinstance(constraints, Mapping) else None
+    if not isinstance(regions, list):
+        return ()
+    return tuple(dict.fromkeys(r for r in regions if isinstance(r, str) and r))
+
+
+def cross_region_min_regions(spec: Mapping[str, Any], region_count: int) -> int:
+    """The spec's min_regions clamped to [1, n]; max(1, floor(0.67 n)) when it is unset.
+
+    Never 0: the runner would replace 0 with 3 and fail a two-region job.
+    """
+    constraints = spec.get("constraints")
+    wanted = constraints.get("min_regions", 0) if isinstance(constraints, Mapping) else 0
+    if isinstance(wanted, int) and not isinstance(wanted, bool) and wanted >= 1:
+        return min(wanted, region_count)
+    return max(1, math.floor(0.67 * region_count))
+
+
+def cross_region_min_success_rate(spec: Mapping[str, Any], default: float) -> float:
+    """The spec's min_success_rate when positive, else the configured default."""
+    constraints = spec.get("constraints")
+    rate = constraints.get("min_success_rate", 0) if isinstance(constraints, Mapping) else 0
+    if isinstance(rate, int | float) and not isinstance(rate, bool) and rate > 0:
+        return float(rate)
+    return default
+
+
+def _fill_metadata_models(metadata: dict[str, Any], models: object) -> None:
+    # The cross-region executor reads only metadata.models, and only its strings (§6).
+    existing = metadata.get("models")
+    if isinstance(existing, list) and any(isinstance(m, str) and m for m in existing):
+        return
+    if not isinstance(models, list):
+        return
+    ids = [m["id"] for m in models if isinstance(m, Mapping) and isinstance(m.get("id"), str)]
+    ids = [i for i in ids if i]
+    if ids:
+        metadata["models"] = ids
+
+
+def _job_id(spec: Mapping[str, Any]) -> str:
+    for field in ("id", "jobspec_id"):
+        value = spec.get(field)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def _is_encoded(content_encoding: str | None) -> bool:
+    # The runner does not decode request bodies: a compressed body is not JSON to it.
+    return content_encoding is not None and content_encoding.strip().lower() not in {"", "identity"}
+
+
+def _is_trusted(trusted_keys: TrustedKeys | None, public_key: str, now: datetime) -> bool:
+    return trusted_keys is not None and trusted_keys.status(public_key, now) is KeyStatus.TRUSTED
