@@ -14,7 +14,11 @@ from collections.abc import Sequence
 from adapter import __version__
 
 # Modules that contribute sub-commands, in the order `--help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("adapter.crypto_cli", "adapter.reference_runner.cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "adapter.server",
+    "adapter.crypto_cli",
+    "adapter.reference_runner.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -144,6 +144,13 @@ async def relay_websocket(request: web.Request) -> web.StreamResponse:
         to_client = asyncio.create_task(_pump(upstream_ws, ws, WSCloseCode.BAD_GATEWAY))
         try:
             await asyncio.gather(to_upstream, to_client)
+        except asyncio.CancelledError:
+            # Closing the client socket ends its TCP connection, and aiohttp cancels the
+            # handler on connection loss. After a completed close that is the normal end.
+            current = asyncio.current_task()
+            if not ws.closed or current is None:
+                raise
+            current.uncancel()
         finally:
             for task in (to_upstream, to_client):
                 task.cancel()
