@@ -14,10 +14,15 @@ import ipaddress
 import math
 import re
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
 from yarl import URL
+
+from adapter.rewrite import DEFAULT_MAX_BODY_BYTES, DEFAULT_MIN_SUCCESS_RATE, RewriteSettings
+from adapter.rollout import DEFAULT_SALT, RolloutPolicy, parse_identity_list, parse_percent
+from adapter.signing import ENV_KEY, ENV_KEY_FILE, ServiceKey, SigningKeyError
+from adapter.trust import TrustedKeys, TrustFileError
 
 # Values longer than this are shortened in error messages, to keep them on one line.
 _MAX_SHOWN_VALUE: Final = 80
@@ -39,6 +44,8 @@ DEFAULT_SHUTDOWN_GRACE: Final = 25.0
 DEFAULT_TRUSTED_PROXY_HOPS: Final = 0
 DEFAULT_LOG_LEVEL: Final = "info"
 DEFAULT_LOG_FORMAT: Final = "json"
+# A rewrite reads the whole body into memory; past this, pass-through is the only sane answer.
+MAX_REWRITE_BYTES_LIMIT: Final = 64 * 1_048_576
 
 _T = TypeVar("_T")
 
@@ -182,6 +189,7 @@ class Config:
     client_ip_header: str | None = None
     log_level: str = DEFAULT_LOG_LEVEL
     log_format: str = DEFAULT_LOG_FORMAT
+    rewrite: RewriteSettings = field(default_factory=RewriteSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -224,6 +232,7 @@ class Config:
                 lambda n, r: parse_choice(n, r, LOG_FORMATS),
                 DEFAULT_LOG_FORMAT,
             ),
+            rewrite=rewrite_settings_from_env(env),
         )
         if config.port == config.admin_port:
             raise ConfigError(
@@ -236,6 +245,86 @@ class Config:
         return _redact(self)
 
 
+def rewrite_settings_from_env(env: Mapping[str, str]) -> RewriteSettings:
+    """The cross-region rewrite section: rollout flag, keys and limits (issue 4 names)."""
+
+    def read(name: str, parse: Callable[[str, str], _T], default: _T) -> _T:
+        raw = env_value(env, name)
+        return default if raw is None else parse(name, raw)
+
+    policy = RolloutPolicy(
+        threshold=read("ADAPTER_ROLLOUT_PERCENT", _parse_percent, 0),
+        salt=read("ADAPTER_ROLLOUT_SALT", lambda _n, r: r, DEFAULT_SALT),
+        allowlist=read(
+            "ADAPTER_ROLLOUT_ALLOWLIST", lambda _n, r: parse_identity_list(r), frozenset()
+        ),
+        denylist=read(
+            "ADAPTER_ROLLOUT_DENYLIST", lambda _n, r: parse_identity_list(r), frozenset()
+        ),
+        shadow=read("ADAPTER_SHADOW", parse_bool, False),
+    )
+    trust_enforce = read("ADAPTER_TRUST_ENFORCE", parse_bool, False)
+    trusted_keys = read("ADAPTER_TRUSTED_KEYS_FILE", _load_trusted_keys, None)
+    if trust_enforce and trusted_keys is None:
+        raise ConfigError(
+            "ADAPTER_TRUSTED_KEYS_FILE", None, "is required when ADAPTER_TRUST_ENFORCE=true"
+        )
+    try:
+        service_key = ServiceKey.from_env(env)
+    except SigningKeyError as exc:
+        name = (
+            ENV_KEY_FILE
+            if env_value(env, ENV_KEY_FILE) and not env_value(env, ENV_KEY)
+            else ENV_KEY
+        )
+        raise ConfigError(name, env.get(name), str(exc), secret=True) from None
+    if policy.rewrites_anything and service_key is None:
+        raise ConfigError(
+            ENV_KEY,
+            None,
+            "is required to rewrite (ADAPTER_ROLLOUT_PERCENT > 0, ADAPTER_ROLLOUT_ALLOWLIST "
+            "or ADAPTER_SHADOW=true); set it or ADAPTER_SIGNING_KEY_FILE",
+        )
+    return RewriteSettings(
+        policy=policy,
+        service_key=service_key,
+        trusted_keys=trusted_keys,
+        trust_enforce=trust_enforce,
+        default_min_success_rate=read(
+            "ADAPTER_DEFAULT_MIN_SUCCESS_RATE", _parse_rate, DEFAULT_MIN_SUCCESS_RATE
+        ),
+        max_body_bytes=read(
+            "ADAPTER_MAX_REWRITE_BYTES",
+            lambda n, r: parse_int_range(n, r, 1, MAX_REWRITE_BYTES_LIMIT),
+            DEFAULT_MAX_BODY_BYTES,
+        ),
+    )
+
+
+def _parse_percent(name: str, raw: str) -> int:
+    try:
+        return parse_percent(raw)
+    except ValueError as exc:
+        raise ConfigError(name, raw, str(exc)) from None
+
+
+def _parse_rate(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 1:
+        raise ConfigError(name, raw, "expected a number above 0 and at most 1")
+    return value
+
+
+def _load_trusted_keys(name: str, raw: str) -> TrustedKeys:
+    try:
+        return TrustedKeys.load(raw)
+    except TrustFileError as exc:
+        raise ConfigError(name, raw, str(exc)) from None
+
+
 def _redact(value: object) -> dict[str, object]:
     """Walk a config dataclass; nested dataclasses become nested dicts."""
     assert dataclasses.is_dataclass(value)
@@ -243,8 +332,11 @@ def _redact(value: object) -> dict[str, object]:
     out: dict[str, object] = {}
     for item in dataclasses.fields(value):
         current = getattr(value, item.name)
+        describe = item.metadata.get("describe")
         if item.metadata.get("secret"):
             out[item.name] = None if current is None else REDACTED
+        elif describe is not None:
+            out[item.name] = describe(current)
         elif dataclasses.is_dataclass(current) and not isinstance(current, type):
             out[item.name] = _redact(current)
         elif isinstance(current, URL):
@@ -270,5 +362,6 @@ __all__ = (
     "parse_port",
     "parse_seconds",
     "parse_upstream_url",
+    "rewrite_settings_from_env",
     "secret",
 )

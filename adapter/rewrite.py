@@ -14,11 +14,12 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
+from adapter import __version__
 from adapter.canonical import canonical_v1
 from adapter.gojson import GoDecodeError
 from adapter.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
@@ -67,16 +68,28 @@ _ROLLOUT_REASONS: Final = {
 }
 
 
+DEFAULT_MAX_BODY_BYTES: Final = 1_048_576  # the runner's own cap on POST /api/v1/jobs
+DEFAULT_MIN_SUCCESS_RATE: Final = 0.67
+
+
+def _describe_trusted_keys(keys: TrustedKeys | None) -> object:
+    return None if keys is None else {"path": keys.path, "keys": len(keys.by_public_key)}
+
+
 @dataclass(frozen=True, slots=True)
 class RewriteSettings:
-    """Everything the decision needs that does not change from request to request."""
+    """Everything the rewrite needs that does not change from request to request."""
 
-    policy: RolloutPolicy
-    service_key: ServiceKey | None
-    trusted_keys: TrustedKeys | None = None
+    policy: RolloutPolicy = field(default_factory=RolloutPolicy)
+    service_key: ServiceKey | None = field(default=None, metadata={"secret": True})
+    trusted_keys: TrustedKeys | None = field(
+        default=None, metadata={"describe": _describe_trusted_keys}
+    )
     trust_enforce: bool = False
-    default_min_success_rate: float = 0.67
-    version: str = "0"
+    default_min_success_rate: float = DEFAULT_MIN_SUCCESS_RATE
+    # Bodies above this are not read for a decision: they pass through streamed.
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    version: str = __version__
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,8 +301,8 @@ def _fill_metadata_models(metadata: dict[str, Any], models: object) -> None:
 
 
 def _job_id(spec: Mapping[str, Any]) -> str:
-    for field in ("id", "jobspec_id"):
-        value = spec.get(field)
+    for name in ("id", "jobspec_id"):
+        value = spec.get(name)
         if isinstance(value, str) and value:
             return value
     return ""
