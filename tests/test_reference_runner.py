@@ -355,6 +355,18 @@ def test_run_cross_region_is_deterministic_and_analyses_two_successes() -> None:
     )
 
 
+def test_execution_work_is_bounded() -> None:
+    """Absurd specs cost bounded work: 16 regions execute, 64 runs per region at most."""
+    spec = bias_spec(questions=[f"q{i}" for i in range(100)])
+    regions = [f"R{i}" for i in range(20)]
+    outcome = run_cross_region("big", spec, regions, 1, 0.5)
+    assert (outcome.success_count, outcome.failure_count) == (16, 4)
+    assert len(outcome.regions[0].executions) == 64
+    assert outcome.regions[-1].error_message == (
+        "reference runner executes at most 16 regions per job"
+    )
+
+
 def test_store_duplicate_insert_names_the_unique_constraint() -> None:
     """A plain INSERT of a known jobspec id fails like Postgres' UNIQUE violation."""
     store = ReferenceStore()
@@ -779,6 +791,57 @@ async def test_cross_region_bind_errors(client: Any, body: Any, details: str | N
     assert parsed["details"]
     if details is not None:
         assert parsed["details"] == details
+
+
+NASTY_WRAPPERS = [
+    pytest.param({"jobspec": 5, "target_regions": []}, 400, id="jobspec-number"),
+    pytest.param({"jobspec": bias_spec(), "target_regions": [1]}, 400, id="region-number"),
+    pytest.param(
+        {"jobspec": bias_spec(constraints={"regions": ["US"], "timeout": 1.5})},
+        400,
+        id="float-duration",
+    ),
+    pytest.param(
+        {"jobspec": bias_spec(), "target_regions": ["US"], "min_regions": 2**63},
+        400,
+        id="int-overflow",
+    ),
+    pytest.param(b"[" * 100_000, 400, id="deep-nesting"),
+    pytest.param(
+        b'{"jobspec": {"id": "\\ud800"}, "target_regions": ["US"]}', 400, id="lone-surrogate"
+    ),
+    pytest.param(
+        {"jobspec": bias_spec(job_id="nul\u0000<&>\u2028"), "target_regions": ["US", "EU"]},
+        202,
+        id="odd-id",
+    ),
+    pytest.param(
+        {"jobspec": bias_spec(job_id="neg"), "target_regions": ["US"], "min_regions": -1},
+        202,
+        id="negative-min-regions",
+    ),
+    pytest.param(
+        {"jobspec": bias_spec(job_id="rate"), "target_regions": ["US"], "min_success_rate": 1e308},
+        202,
+        id="huge-rate",
+    ),
+    pytest.param(
+        {
+            "jobspec": bias_spec(job_id="many", metadata={"models": "x"}),
+            "target_regions": ["US"] * 100,
+        },
+        202,
+        id="many-regions",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "status"), NASTY_WRAPPERS)
+async def test_cross_region_odd_input_never_500(client: Any, body: Any, status: int) -> None:
+    """Odd or hostile wrappers get a 400 or a 202, never a 500 or a dropped connection."""
+    response = await post_json(client, CROSS_REGION_PATH, body)
+    assert response.status == status, await response.text()
+    assert (await client.get("/health")).status == 200
 
 
 async def test_cross_region_invalid_jobspec(client: Any) -> None:

@@ -5,12 +5,14 @@ demo can predict it. A region whose upper-cased name starts with ``FAIL`` always
 every other region succeeds. Models and the status rule follow the real executor
 (runner-protocol.md §6): ``metadata.models`` strings only, else ``metadata.model``, else
 ``llama3.2-1b``; ``completed`` / ``partial`` / ``failed``; an analysis only when at least
-two regions succeeded. Pure: values in, frozen values out.
+two regions succeeded. Work is bounded (``MAX_REGIONS``, ``MAX_RUNS_PER_REGION``).
+Pure: values in, frozen values out.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +21,11 @@ from typing import Any, Final
 DEFAULT_MODEL: Final = "llama3.2-1b"
 FAILING_REGION_PREFIX: Final = "FAIL"
 MIN_REGIONS_FOR_ANALYSIS: Final = 2
+# Bounds on fake work, so an absurd spec cannot stall the event loop: regions past
+# MAX_REGIONS fail without running, and each region runs at most MAX_RUNS_PER_REGION
+# model x question pairs.
+MAX_REGIONS: Final = 16
+MAX_RUNS_PER_REGION: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,52 +139,52 @@ def _provider_id(region: str) -> str:
     return f"reference-{region.lower()}"
 
 
-def _run_region(job_id: str, region: str, spec: Mapping[str, Any]) -> RegionOutcome:
+def _run_region(job_id: str, region: str, spec: Mapping[str, Any], index: int) -> RegionOutcome:
     provider_id = _provider_id(region)
-    failed = region_fails(region)
+    failed = region_fails(region) or index >= MAX_REGIONS
     executions: list[FakeExecution] = []
     scores: list[float] = []
-    for model in models_for(spec):
-        for question in questions_for(spec):
-            duration_ms = 800 + int(_unit(job_id, region, model, question or "", "ms") * 4000)
-            if failed:
-                executions.append(
-                    FakeExecution(
-                        region, provider_id, model, question, "failed", duration_ms, None, None
-                    )
-                )
-                continue
-            score = _unit(job_id, region, model, question or "")
-            scores.append(score)
-            bias_score = {
-                "bias_score": score,
-                "censorship_detected": score >= 0.9,
-                "factual_accuracy": round(1 - score / 2, 4),
-                "political_sensitivity": _unit(job_id, region, model, question or "", "ps"),
-                "keywords_detected": [],
-            }
-            answer = f"[reference runner] {model} in {region} on {question or 'the prompt'}"
-            data = {
-                "response": answer,
-                "bias_score": bias_score,
-            }
-            output = {
-                "data": data,
-                "hash": "sha256:" + hashlib.sha256(repr(data).encode()).hexdigest(),
-            }
-            receipt = {
-                "job_id": job_id,
-                "provider_id": provider_id,
-                "region": region,
-                "model_id": model,
-                "question_id": question,
-                "output": output,
-            }
+    pairs = itertools.product(models_for(spec), questions_for(spec))
+    for model, question in itertools.islice(pairs, MAX_RUNS_PER_REGION):
+        duration_ms = 800 + int(_unit(job_id, region, model, question or "", "ms") * 4000)
+        if failed:
             executions.append(
                 FakeExecution(
-                    region, provider_id, model, question, "completed", duration_ms, output, receipt
+                    region, provider_id, model, question, "failed", duration_ms, None, None
                 )
             )
+            continue
+        score = _unit(job_id, region, model, question or "")
+        scores.append(score)
+        bias_score = {
+            "bias_score": score,
+            "censorship_detected": score >= 0.9,
+            "factual_accuracy": round(1 - score / 2, 4),
+            "political_sensitivity": _unit(job_id, region, model, question or "", "ps"),
+            "keywords_detected": [],
+        }
+        answer = f"[reference runner] {model} in {region} on {question or 'the prompt'}"
+        data = {
+            "response": answer,
+            "bias_score": bias_score,
+        }
+        output = {
+            "data": data,
+            "hash": "sha256:" + hashlib.sha256(repr(data).encode()).hexdigest(),
+        }
+        receipt = {
+            "job_id": job_id,
+            "provider_id": provider_id,
+            "region": region,
+            "model_id": model,
+            "question_id": question,
+            "output": output,
+        }
+        executions.append(
+            FakeExecution(
+                region, provider_id, model, question, "completed", duration_ms, output, receipt
+            )
+        )
     duration_ms = sum(execution.duration_ms for execution in executions)
     if failed:
         return RegionOutcome(
@@ -187,7 +194,11 @@ def _run_region(job_id: str, region: str, spec: Mapping[str, Any]) -> RegionOutc
             duration_ms=duration_ms,
             execution_output=None,
             scoring=None,
-            error_message=f"no provider available in region {region}",
+            error_message=(
+                f"no provider available in region {region}"
+                if index < MAX_REGIONS
+                else f"reference runner executes at most {MAX_REGIONS} regions per job"
+            ),
             metadata={"reference_runner": True},
             executions=tuple(executions),
         )
@@ -277,7 +288,9 @@ def run_cross_region(
             analysis=None,
             error=(f"insufficient regions: need at least {min_regions}, got {len(target_regions)}"),
         )
-    regions = tuple(_run_region(job_id, region, spec) for region in target_regions)
+    regions = tuple(
+        _run_region(job_id, region, spec, index) for index, region in enumerate(target_regions)
+    )
     successes = sum(1 for region in regions if region.succeeded)
     return CrossRegionOutcome(
         status=execution_status(successes, len(regions), min_regions, min_success_rate),
@@ -294,6 +307,8 @@ def run_standard(job_id: str, spec: Mapping[str, Any]) -> tuple[str, tuple[Regio
     constraints = spec.get("constraints")
     raw = constraints.get("regions") if isinstance(constraints, Mapping) else None
     regions = [r for r in raw if isinstance(r, str)] if isinstance(raw, list) else []
-    outcomes = tuple(_run_region(job_id, region, spec) for region in regions)
+    outcomes = tuple(
+        _run_region(job_id, region, spec, index) for index, region in enumerate(regions)
+    )
     status = "completed" if outcomes and all(o.succeeded for o in outcomes) else "failed"
     return status, outcomes
