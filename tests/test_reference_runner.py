@@ -1135,6 +1135,8 @@ async def test_received_requests_are_recorded_byte_for_byte(
     seen = runner_app[RECEIVED].last(CROSS_REGION_PATH)
     assert (seen.method, seen.body, seen.request_id) == ("POST", body, "rid-1")
     assert seen.header("content-type") == "application/json"
+    assert runner_app[RECEIVED].to(CROSS_REGION_PATH, "POST") == [seen]
+    assert runner_app[RECEIVED].to(CROSS_REGION_PATH, "GET") == []
 
 
 async def test_received_log_is_bounded(aiohttp_client: AiohttpClient) -> None:
@@ -1156,6 +1158,34 @@ async def test_fault_fail_next(client: Any, runner_app: web.Application) -> None
     assert statuses == [503, 503, 202]
     assert runner_app[STORE].count_jobs("f") == 1
     assert runner_app[FAULTS].injected_failures == 2
+    runner_app[FAULTS].fail_next(1, 429, {"error": "slow down"})
+    custom = await post_json(client, CROSS_REGION_PATH, wrapper(bias_spec(job_id="g")))
+    assert (custom.status, await custom.read()) == (429, b'{"error":"slow down"}')
+
+
+@pytest.mark.parametrize(
+    "arm",
+    [
+        pytest.param(lambda f: f.fail_next(-1), id="negative-count"),
+        pytest.param(lambda f: f.fail_next(1, 42), id="not-a-status"),
+        pytest.param(lambda f: f.reset_next(-2), id="negative-resets"),
+    ],
+)
+def test_faults_refuse_nonsense(arm: Callable[[ReferenceRunnerFaults], object]) -> None:
+    """Arming a fault with a negative count or a non-HTTP status is a ValueError."""
+    with pytest.raises(ValueError, match="needs count"):
+        arm(ReferenceRunnerFaults())
+
+
+async def test_fault_delay_before_record(aiohttp_server: AiohttpServer) -> None:
+    """delay_before_record holds the submission before anything is stored."""
+    app = create_reference_runner(faults=ReferenceRunnerFaults(delay_before_record=1.0))
+    server = await aiohttp_server(app)
+    body = json.dumps(wrapper(bias_spec(job_id="held"))).encode()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.1)) as session:
+        with pytest.raises(asyncio.TimeoutError):
+            await session.post(server.make_url(CROSS_REGION_PATH), data=body, headers=JSON)
+    assert app[STORE].count_jobs("held") == 0
 
 
 async def test_fault_delay_after_record_then_retry_is_500(aiohttp_server: AiohttpServer) -> None:
