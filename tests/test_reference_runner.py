@@ -912,6 +912,7 @@ async def test_cross_region_min_regions_zero_defaults_to_three(
     execution = runner_app[STORE].cross_region_execution_for("two")
     assert execution is not None
     assert (execution.status, execution.success_count, execution.failure_count) == ("failed", 0, 2)
+    assert execution.completed_at == "0001-01-01T00:00:00Z"  # the handler's &time.Time{}
     job = runner_app[STORE].get_job("two")
     assert job is not None
     assert job.status == "queued"  # the handler returns before updating the job row

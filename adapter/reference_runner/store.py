@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from adapter.reference_runner.execution import Analysis, CrossRegionOutcome, RegionOutcome
+from adapter.reference_runner.gotime import ZERO_TIME
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -401,7 +402,8 @@ class ReferenceStore:
                         outcome.status,
                         outcome.success_count,
                         outcome.failure_count,
-                        now,
+                        # A refused plan is marked failed with Go's zero time (runner §6).
+                        ZERO_TIME if outcome.error else now,
                         outcome.duration_ms if outcome.regions else None,
                         now,
                         execution.id,
