@@ -41,6 +41,7 @@ from adapter.proxy import (
     pass_through,
     upstream_error_response,
 )
+from adapter.submission import handle_jobs_submit
 from adapter.websocket import (
     OPEN_WEBSOCKETS,
     close_open_websockets,
@@ -161,7 +162,7 @@ def create_app(
     registry: CollectorRegistry | None = None,
     readiness: Readiness | None = None,
 ) -> web.Application:
-    """The proxy app. Install an interceptor with ``app[JOBS_SUBMIT_HANDLER] = handler``."""
+    """The proxy app, with the cross-region rewrite installed on POST /api/v1/jobs."""
     app = web.Application(middlewares=[observe])
     app[CONFIG] = config
     app[METRICS] = Metrics.create(registry or CollectorRegistry(), __version__)
@@ -171,6 +172,8 @@ def create_app(
     app.on_response_prepare.append(_stamp_request_id)
     app.on_shutdown.append(close_open_websockets)
     app.router.add_route("*", "/{tail:.*}", dispatch)
+    app[JOBS_SUBMIT_HANDLER] = handle_jobs_submit
+    app[METRICS].rollout_percent.set(config.rewrite.policy.percent)
     return app
 
 

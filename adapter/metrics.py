@@ -82,6 +82,11 @@ class Metrics:
     upstream_errors: Counter
     inflight: Gauge
     build_info: Gauge
+    rewrite_decisions: Counter
+    signature_checks: Counter
+    fallbacks: Counter
+    shadow: Counter
+    rollout_percent: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry, version: str) -> Metrics:
@@ -116,6 +121,34 @@ class Metrics:
                 "adapter_build_info",
                 "Always 1; the label carries the adapter version.",
                 ("version",),
+                registry=registry,
+            ),
+            rewrite_decisions=Counter(
+                "adapter_rewrite_decisions",
+                "Decisions on POST /api/v1/jobs: passthrough, rewritten or fallback, and why.",
+                ("decision", "reason"),
+                registry=registry,
+            ),
+            signature_checks=Counter(
+                "adapter_signature_checks",
+                "Submitters' own signatures checked, by the scheme that matched and the result.",
+                ("scheme", "result"),
+                registry=registry,
+            ),
+            fallbacks=Counter(
+                "adapter_fallbacks",
+                "Rewrites resent to /api/v1/jobs because the cross-region route was missing.",
+                registry=registry,
+            ),
+            shadow=Counter(
+                "adapter_shadow",
+                "Shadow-mode rewrites of unselected submitters, by what the rewrite would do.",
+                ("outcome",),
+                registry=registry,
+            ),
+            rollout_percent=Gauge(
+                "adapter_rollout_percent",
+                "The configured ADAPTER_ROLLOUT_PERCENT (0-100).",
                 registry=registry,
             ),
         )

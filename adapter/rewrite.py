@@ -57,6 +57,7 @@ class Reason(StrEnum):
     ALLOWLISTED = "allowlisted"
     REWRITTEN = "rewritten"
     CROSS_REGION_MISSING = "cross_region_missing"
+    IDEMPOTENT_REPEAT = "idempotent_repeat"
 
 
 _ROLLOUT_REASONS: Final = {

@@ -1,0 +1,264 @@
+"""POST /api/v1/jobs: read the submission, decide, and send it where the decision says.
+
+The I/O shell around ``adapter.rewrite.decide``. It reads at most the configured cap
+(the runner's own 1 MiB by default), so an oversized body passes through streamed with
+the bytes already read in front. A rewritten job goes to the cross-region route; if that
+route is not deployed (404/405) the original bytes go to the standard route instead.
+No other answer triggers a resend: a job must never be created twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterable
+from datetime import UTC, datetime
+from typing import Final
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+from aiohttp import hdrs, web
+from multidict import CIMultiDict
+
+from adapter.forwarding import strip_hop_by_hop
+from adapter.log import get_logger
+from adapter.proxy import (
+    CONFIG,
+    METRICS,
+    REQUEST_ID,
+    UPSTREAM,
+    UpstreamError,
+    raw_path_qs,
+    relay_response,
+    request_body,
+    request_stats,
+    upstream_error_response,
+    upstream_headers,
+)
+from adapter.rewrite import (
+    CROSS_REGION_PATH,
+    Decision,
+    Reason,
+    RewriteSettings,
+    Verdict,
+    decide as decide_rewrite,
+    is_json_media_type,
+)
+
+DECISION_HEADER: Final = "X-Adapter-Decision"
+# The cross-region route answers 404/405 only when it is not registered (runner without DB).
+_ROUTE_MISSING: Final = frozenset({404, 405})
+# What the cross-region route says when the job id already exists (plain INSERT, §6).
+_DUPLICATE_JOB_ERROR: Final = "Failed to create job record"
+_MAX_ERROR_BODY: Final = 65_536
+
+_log = get_logger("adapter.submission")
+
+
+async def handle_jobs_submit(request: web.Request) -> web.StreamResponse:
+    """Decide on one submission and answer with the runner's reply plus the decision."""
+    settings = request.app[CONFIG].rewrite
+    body, complete = await _read_for_decision(request, settings)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    verdict = _verdict(settings, request, body, complete)
+    decide_ms = (loop.time() - started) * 1000
+    _record_decision(request, settings, verdict, decide_ms)
+    try:
+        if verdict.rewrite is None:
+            return await _send_original(request, body, complete, verdict.header)
+        return await _send_rewrite(request, body, verdict)
+    except UpstreamError as exc:
+        # Answered here, not by the middleware, so this response carries the decision too.
+        request_stats(request).upstream_error = exc.kind
+        _log.warning("upstream_failed", kind=exc.kind, error=exc.detail)
+        response = upstream_error_response(request[REQUEST_ID], exc)
+        response.headers[DECISION_HEADER] = verdict.header
+        return response
+
+
+def _verdict(
+    settings: RewriteSettings, request: web.Request, body: bytes, complete: bool
+) -> Verdict:
+    content_type = request.headers.get(hdrs.CONTENT_TYPE)
+    if not is_json_media_type(content_type):
+        return Verdict(Decision.PASSTHROUGH, Reason.NOT_JSON)
+    if not complete:
+        return Verdict(Decision.PASSTHROUGH, Reason.TOO_LARGE)
+    return decide_rewrite(
+        settings,
+        body,
+        content_type=content_type,
+        content_encoding=request.headers.get(hdrs.CONTENT_ENCODING),
+        now=datetime.now(UTC),
+    )
+
+
+async def _read_for_decision(request: web.Request, settings: RewriteSettings) -> tuple[bytes, bool]:
+    """Read up to the cap: (bytes read, whether that is the whole body).
+
+    Nothing is read when the answer is already known: not JSON, or a declared length
+    above the cap. Then the body streams through untouched.
+    """
+    if not is_json_media_type(request.headers.get(hdrs.CONTENT_TYPE)):
+        return b"", False
+    declared = request.content_length
+    if declared is not None and declared > settings.max_body_bytes:
+        return b"", False
+    limit = settings.max_body_bytes
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await request.content.read(limit + 1 - size)
+        if not chunk:
+            return b"".join(chunks), True
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks), False
+
+
+def _original_body(
+    request: web.Request, body: bytes, complete: bool
+) -> bytes | AsyncIterable[bytes] | None:
+    if complete:
+        request_stats(request).bytes_in += len(body)
+        return body if body or request.body_exists else None
+    return request_body(request, body)
+
+
+async def _send_original(
+    request: web.Request, body: bytes, complete: bool, decision: str
+) -> web.StreamResponse:
+    """Forward the submission as the client sent it, to the route it asked for."""
+    headers = upstream_headers(request, request.app[CONFIG], request[REQUEST_ID])
+    upstream = await _timed_send(
+        request, raw_path_qs(request), headers, _original_body(request, body, complete)
+    )
+    return await relay_response(request, upstream, extra_headers={DECISION_HEADER: decision})
+
+
+async def _send_rewrite(request: web.Request, body: bytes, verdict: Verdict) -> web.StreamResponse:
+    assert verdict.rewrite is not None
+    headers = upstream_headers(request, request.app[CONFIG], request[REQUEST_ID])
+    for name in (hdrs.CONTENT_LENGTH, hdrs.CONTENT_ENCODING, hdrs.CONTENT_TYPE):
+        headers.popall(name, None)
+    headers[hdrs.CONTENT_TYPE] = "application/json"
+    query = request.raw_path.partition("?")[2]
+    path = CROSS_REGION_PATH + (f"?{query}" if query else "")
+    upstream = await _timed_send(request, path, headers, verdict.rewrite.body)
+    if upstream.status in _ROUTE_MISSING:
+        upstream.release()
+        return await _fall_back(request, body, verdict)
+    if upstream.status == 500 and verdict.job_id:
+        duplicate = await _duplicate_answer(request, upstream, verdict)
+        if duplicate is not None:
+            return duplicate
+    return await relay_response(request, upstream, extra_headers={DECISION_HEADER: verdict.header})
+
+
+async def _fall_back(request: web.Request, body: bytes, verdict: Verdict) -> web.StreamResponse:
+    """The cross-region route is not deployed: send the original to the standard route."""
+    metrics = request.app[METRICS]
+    metrics.fallbacks.inc()
+    metrics.rewrite_decisions.labels(
+        decision=Decision.FALLBACK, reason=Reason.CROSS_REGION_MISSING
+    ).inc()
+    _log.warning("cross_region_route_missing", job_id=verdict.job_id, decision=Decision.FALLBACK)
+    header = f"{Decision.FALLBACK}; reason={Reason.CROSS_REGION_MISSING}"
+    return await _send_original(request, body, True, header)
+
+
+async def _duplicate_answer(
+    request: web.Request, upstream: aiohttp.ClientResponse, verdict: Verdict
+) -> web.StreamResponse | None:
+    """A 500 for an id that already exists becomes the standard route's idempotent 200.
+
+    Returns None when the 500 is something else; the caller then relays it as it is.
+    """
+    assert verdict.job_id is not None
+    length = upstream.content_length
+    if length is None or length > _MAX_ERROR_BODY:
+        return None  # not the runner's small JSON error; relay it streamed
+    error_body = await upstream.read()
+    headers = strip_hop_by_hop(upstream.headers)
+    upstream.release()
+    if _error_of(error_body) == _DUPLICATE_JOB_ERROR and await _job_exists(request, verdict.job_id):
+        _log.info("duplicate_job_id", job_id=verdict.job_id)
+        header = f"{Decision.REWRITTEN}; reason={Reason.IDEMPOTENT_REPEAT}"
+        return web.Response(
+            status=200,
+            body=orjson.dumps({"id": verdict.job_id, "idempotent": True}),
+            content_type="application/json",
+            headers={DECISION_HEADER: header},
+        )
+    headers.popall(hdrs.CONTENT_LENGTH, None)
+    headers[DECISION_HEADER] = verdict.header
+    return web.Response(status=upstream.status, body=error_body, headers=headers)
+
+
+async def _job_exists(request: web.Request, job_id: str) -> bool:
+    headers = upstream_headers(request, request.app[CONFIG], request[REQUEST_ID])
+    for name in (hdrs.CONTENT_LENGTH, hdrs.CONTENT_TYPE, hdrs.CONTENT_ENCODING):
+        headers.popall(name, None)
+    path = f"/api/v1/jobs/{quote(job_id, safe='')}"
+    async with await request.app[UPSTREAM].send("GET", path, headers, None) as answer:
+        await answer.read()
+        return answer.status == 200
+
+
+async def _timed_send(
+    request: web.Request,
+    path_qs: str,
+    headers: CIMultiDict[str],
+    body: bytes | AsyncIterable[bytes] | None,
+) -> aiohttp.ClientResponse:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    upstream = await request.app[UPSTREAM].send("POST", path_qs, headers, body)
+    request_stats(request).upstream_ms = (loop.time() - started) * 1000
+    return upstream
+
+
+def _record_decision(
+    request: web.Request, settings: RewriteSettings, verdict: Verdict, decide_ms: float
+) -> None:
+    """Count the decision and write its log line: everything needed to explain it."""
+    metrics = request.app[METRICS]
+    metrics.rewrite_decisions.labels(decision=verdict.decision, reason=verdict.reason).inc()
+    if verdict.scheme is not None:
+        metrics.signature_checks.labels(scheme=verdict.scheme, result="verified").inc()
+    elif verdict.reason is Reason.BAD_SIGNATURE or verdict.shadow is Reason.BAD_SIGNATURE:
+        metrics.signature_checks.labels(scheme="none", result="failed").inc()
+    if verdict.shadow is not None:
+        metrics.shadow.labels(outcome=verdict.shadow).inc()
+    failed_self_check = Reason.SELF_CHECK_FAILED in (verdict.reason, verdict.shadow)
+    log = _log.error if failed_self_check else _log.info
+    log(
+        "rewrite_decision",
+        job_id=verdict.job_id,
+        decision=verdict.decision,
+        reason=verdict.reason,
+        shadow=verdict.shadow,
+        bucket=verdict.bucket,
+        percent=settings.policy.percent,
+        signer=_signer_id(settings, verdict.signer),
+        scheme=verdict.scheme,
+        decide_ms=round(decide_ms, 3),
+    )
+
+
+def _signer_id(settings: RewriteSettings, public_key: str | None) -> str | None:
+    """The signer's kid from the trusted keys file, else a short fingerprint of its key."""
+    if not public_key:
+        return None
+    kid = None if settings.trusted_keys is None else settings.trusted_keys.kid_for(public_key)
+    return kid or "sha256:" + hashlib.sha256(public_key.encode()).hexdigest()[:16]
+
+
+def _error_of(body: bytes) -> object:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed.get("error") if isinstance(parsed, dict) else None
