@@ -42,6 +42,11 @@ _V1_REMOVED: Final = ("id", "created_at", "signature", "public_key")
 
 def _through_float64(value: Any) -> Any:
     """Step 2's marshal-then-unmarshal into a generic map: every number becomes float64."""
+    kind = type(value)
+    if kind is str or kind is float or value is None or kind is bool:
+        return value
+    if kind is int:
+        return float(value)
     if isinstance(value, Mapping):
         return {key: _through_float64(item) for key, item in value.items()}
     if isinstance(value, list | tuple):

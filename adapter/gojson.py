@@ -272,6 +272,46 @@ def format_js_number(value: float) -> str:
 
 
 def _encode_into(parts: list[str], value: Any, sort_keys: bool) -> None:
+    # Exact-type fast paths first: this runs for every value of every signed spec.
+    kind = type(value)
+    if kind is str:
+        parts.append(quote(value))
+    elif kind is dict:
+        _encode_mapping(parts, value, sort_keys)
+    elif kind is float:
+        parts.append(format_float(value))
+    elif kind is list:
+        _encode_sequence(parts, value, sort_keys)
+    else:
+        _encode_other(parts, value, sort_keys)
+
+
+def _encode_mapping(parts: list[str], value: Mapping[Any, Any], sort_keys: bool) -> None:
+    parts.append("{")
+    items = sorted(value.items()) if sort_keys else value.items()
+    first = True
+    for key, item in items:
+        if not isinstance(key, str):
+            raise TypeError(f"json: unsupported map key type {type(key).__name__}")
+        if not first:
+            parts.append(",")
+        first = False
+        parts.append(quote(key))
+        parts.append(":")
+        _encode_into(parts, item, sort_keys)
+    parts.append("}")
+
+
+def _encode_sequence(parts: list[str], value: Sequence[Any], sort_keys: bool) -> None:
+    parts.append("[")
+    for index, item in enumerate(value):
+        if index:
+            parts.append(",")
+        _encode_into(parts, item, sort_keys)
+    parts.append("]")
+
+
+def _encode_other(parts: list[str], value: Any, sort_keys: bool) -> None:
     if value is None:
         parts.append("null")
     elif value is True:
@@ -285,26 +325,9 @@ def _encode_into(parts: list[str], value: Any, sort_keys: bool) -> None:
     elif isinstance(value, float):
         parts.append(format_float(value))
     elif isinstance(value, Mapping):
-        parts.append("{")
-        items = sorted(value.items()) if sort_keys else value.items()
-        first = True
-        for key, item in items:
-            if not isinstance(key, str):
-                raise TypeError(f"json: unsupported map key type {type(key).__name__}")
-            if not first:
-                parts.append(",")
-            first = False
-            parts.append(quote(key))
-            parts.append(":")
-            _encode_into(parts, item, sort_keys)
-        parts.append("}")
+        _encode_mapping(parts, value, sort_keys)
     elif isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
-        parts.append("[")
-        for index, item in enumerate(value):
-            if index:
-                parts.append(",")
-            _encode_into(parts, item, sort_keys)
-        parts.append("]")
+        _encode_sequence(parts, value, sort_keys)
     else:
         raise TypeError(f"json: unsupported type {type(value).__name__}")
 
