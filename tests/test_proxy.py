@@ -173,6 +173,25 @@ async def test_request_hop_by_hop_removed_and_repeats_kept(
     assert seen.get("Connection", "keep-alive").lower() == "keep-alive"
 
 
+async def test_connection_cannot_strip_framing_or_forwarding(
+    upstream: RecordingUpstream, start_adapter: AdapterFactory
+) -> None:
+    """A Connection header naming Content-Length or X-Forwarded-For removes neither."""
+    adapter = await start_adapter(upstream.url)
+    await raw_exchange(
+        adapter.port,
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+        b"Connection: close, Content-Length, X-Forwarded-For, X-Request-ID, Host\r\n"
+        b"X-Request-ID: keep-me\r\n\r\nhello",
+    )
+    seen = upstream.last.headers
+    assert upstream.last.body == b"hello"
+    assert seen["Content-Length"] == "5"
+    assert seen["X-Forwarded-For"] == "127.0.0.1"
+    assert seen["X-Request-ID"] == "keep-me"
+    assert seen["Host"] == f"127.0.0.1:{upstream.url.port}"
+
+
 async def test_forwarding_headers_and_request_id(
     upstream: RecordingUpstream, start_adapter: AdapterFactory, http: aiohttp.ClientSession
 ) -> None:
