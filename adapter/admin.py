@@ -1,4 +1,4 @@
-"""The admin port: liveness, readiness and Prometheus metrics, apart from the proxy port.
+"""The admin port: liveness, readiness, metrics and job lookups, apart from the proxy port.
 
 The proxy port belongs to the runner (its own /health and /metrics pass through), so the
 adapter's own endpoints live here. Readiness follows a background probe of the runner's
@@ -12,13 +12,25 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Final
+from urllib.parse import quote
 
 import aiohttp
+import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from adapter.log import get_logger
-from adapter.proxy import CONFIG, METRICS, classify_upstream_failure
+from adapter.proxy import (
+    CONFIG,
+    METRICS,
+    UPSTREAM,
+    UpstreamClient,
+    UpstreamError,
+    classify_upstream_failure,
+    new_request_id,
+)
+from adapter.workflow import RunnerAnswer, Workflow, classify, needs_job_lookup
 
 DEFAULT_PROBE_INTERVAL: Final = 5.0
 # Readiness survives this many missed probes before turning 503.
@@ -99,6 +111,49 @@ async def _probe_ctx(app: web.Application) -> AsyncIterator[None]:
         await session.close()
 
 
+async def job_workflow(request: web.Request) -> web.Response:
+    """Which workflow job {job_id} took, from the runner's own answers (see ``workflow``)."""
+    job_id = request.match_info["job_id"]
+    upstream = request.app[PROXY_APP][UPSTREAM]
+    quoted = quote(job_id, safe="")
+    try:
+        bias_analysis = await _ask_runner(upstream, f"/api/v2/jobs/{quoted}/bias-analysis")
+        job = (
+            await _ask_runner(upstream, f"/api/v1/jobs/{quoted}")
+            if needs_job_lookup(bias_analysis)
+            else None
+        )
+    except UpstreamError as exc:
+        code = "upstream_timeout" if exc.kind == "timeout" else "upstream_unavailable"
+        return web.json_response(
+            {"job_id": job_id, "error": f"runner did not answer: {exc.detail}", "error_code": code},
+            status=exc.status,
+        )
+    workflow = classify(bias_analysis, job)
+    return web.json_response(
+        {
+            "job_id": job_id,
+            "workflow": workflow,
+            "analysis_available": workflow is Workflow.CROSS_REGION_ANALYSED,
+            "runner": {
+                "bias_analysis": {"status": bias_analysis.status, "body": bias_analysis.body},
+                "job": None if job is None else {"status": job.status, "body": job.body},
+            },
+        }
+    )
+
+
+async def _ask_runner(upstream: UpstreamClient, path: str) -> RunnerAnswer:
+    headers = CIMultiDict({"Accept": "application/json", "X-Request-ID": new_request_id()})
+    async with await upstream.send("GET", path, headers, None) as response:
+        raw = await response.read()
+    try:
+        body: object = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = raw.decode("utf-8", "replace")[:1000]
+    return RunnerAnswer(response.status, body)
+
+
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: the event loop answers."""
     return web.json_response({"status": "ok"})
@@ -129,6 +184,7 @@ def create_admin_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/admin/jobs/{job_id}/workflow", job_workflow)
     app.router.add_routes(list(extra_routes))
     app.cleanup_ctx.append(_probe_ctx)
     return app

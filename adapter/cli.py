@@ -17,6 +17,7 @@ from adapter import __version__
 COMMAND_MODULES: tuple[str, ...] = (
     "adapter.server",
     "adapter.crypto_cli",
+    "adapter.rollout_cli",
     "adapter.reference_runner.cli",
 )
 

@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Final, TypeVar
 
 from yarl import URL
@@ -77,6 +78,12 @@ def env_value(env: Mapping[str, str], name: str) -> str | None:
     if raw is None or not raw.strip():
         return None
     return raw.strip()
+
+
+def read_env(env: Mapping[str, str], name: str, parse: Callable[[str, str], _T], default: _T) -> _T:
+    """``parse(name, value)`` of a set variable, else ``default``."""
+    raw = env_value(env, name)
+    return default if raw is None else parse(name, raw)
 
 
 def parse_bool(name: str, raw: str) -> bool:
@@ -198,10 +205,7 @@ class Config:
         if raw_url is None:
             raise ConfigError("ADAPTER_UPSTREAM_URL", None, "is required")
 
-        def read(name: str, parse: Callable[[str, str], _T], default: _T) -> _T:
-            raw = env_value(env, name)
-            return default if raw is None else parse(name, raw)
-
+        read = partial(read_env, env)
         config = cls(
             upstream_url=parse_upstream_url("ADAPTER_UPSTREAM_URL", raw_url),
             host=read("ADAPTER_HOST", parse_host, DEFAULT_HOST),
@@ -248,21 +252,8 @@ class Config:
 def rewrite_settings_from_env(env: Mapping[str, str]) -> RewriteSettings:
     """The cross-region rewrite section: rollout flag, keys and limits (issue 4 names)."""
 
-    def read(name: str, parse: Callable[[str, str], _T], default: _T) -> _T:
-        raw = env_value(env, name)
-        return default if raw is None else parse(name, raw)
-
-    policy = RolloutPolicy(
-        threshold=read("ADAPTER_ROLLOUT_PERCENT", _parse_percent, 0),
-        salt=read("ADAPTER_ROLLOUT_SALT", lambda _n, r: r, DEFAULT_SALT),
-        allowlist=read(
-            "ADAPTER_ROLLOUT_ALLOWLIST", lambda _n, r: parse_identity_list(r), frozenset()
-        ),
-        denylist=read(
-            "ADAPTER_ROLLOUT_DENYLIST", lambda _n, r: parse_identity_list(r), frozenset()
-        ),
-        shadow=read("ADAPTER_SHADOW", parse_bool, False),
-    )
+    read = partial(read_env, env)
+    policy = rollout_policy_from_env(env)
     trust_enforce = read("ADAPTER_TRUST_ENFORCE", parse_bool, False)
     trusted_keys = read("ADAPTER_TRUSTED_KEYS_FILE", _load_trusted_keys, None)
     if trust_enforce and trusted_keys is None:
@@ -298,6 +289,23 @@ def rewrite_settings_from_env(env: Mapping[str, str]) -> RewriteSettings:
             lambda n, r: parse_int_range(n, r, 1, MAX_REWRITE_BYTES_LIMIT),
             DEFAULT_MAX_BODY_BYTES,
         ),
+    )
+
+
+def rollout_policy_from_env(env: Mapping[str, str]) -> RolloutPolicy:
+    """The rollout flag alone: percent, salt, lists and shadow mode (needs no secret)."""
+
+    read = partial(read_env, env)
+    return RolloutPolicy(
+        threshold=read("ADAPTER_ROLLOUT_PERCENT", _parse_percent, 0),
+        salt=read("ADAPTER_ROLLOUT_SALT", lambda _n, r: r, DEFAULT_SALT),
+        allowlist=read(
+            "ADAPTER_ROLLOUT_ALLOWLIST", lambda _n, r: parse_identity_list(r), frozenset()
+        ),
+        denylist=read(
+            "ADAPTER_ROLLOUT_DENYLIST", lambda _n, r: parse_identity_list(r), frozenset()
+        ),
+        shadow=read("ADAPTER_SHADOW", parse_bool, False),
     )
 
 
@@ -362,6 +370,8 @@ __all__ = (
     "parse_port",
     "parse_seconds",
     "parse_upstream_url",
+    "read_env",
     "rewrite_settings_from_env",
+    "rollout_policy_from_env",
     "secret",
 )
