@@ -8,6 +8,7 @@ a few seconds per target that writes ``bench/results/quick.md`` instead.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import tempfile
 import time
@@ -35,6 +36,14 @@ def _concurrencies(raw: str) -> tuple[int, ...]:
     return values
 
 
+def _targets(raw: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in raw.split(",") if part.strip())
+    unknown = sorted(set(names) - set(harness.TARGETS))
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"unknown target(s) {unknown}; use {harness.TARGETS}")
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The bench's command line."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
@@ -53,6 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="ADAPTER_X=value",
         help="extra adapter setting, e.g. ADAPTER_WORKERS=2 (repeatable)",
+    )
+    parser.add_argument(
+        "--adapter-command",
+        type=shlex.split,
+        default=[],
+        help="command that serves the adapter (default: this Python -m adapter serve)",
+    )
+    parser.add_argument(
+        "--targets",
+        type=_targets,
+        default=harness.TARGETS,
+        help="comma list from direct,adapter,nginx,naive (default: all)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 1 round × 1 s, 20 MiB stream"
@@ -85,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             stream_bytes=args.stream_mib * 1024 * 1024,
             adapter_log_level=args.adapter_log_level,
             adapter_env=tuple(args.adapter_env),
+            adapter_command=tuple(args.adapter_command),
+            targets=args.targets,
             workdir=Path(tmp),
             progress=_progress,
         )

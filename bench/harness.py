@@ -294,6 +294,8 @@ class Options:
     stream_bytes: int = 200 * 1024 * 1024
     adapter_log_level: str = "warning"
     adapter_env: tuple[tuple[str, str], ...] = ()
+    adapter_command: tuple[str, ...] = ()  # default: this Python, ``-m adapter serve``
+    targets: tuple[str, ...] = TARGETS
     workdir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
     progress: Callable[[str], None] = field(default=lambda _line: None)
 
@@ -401,7 +403,7 @@ def start_services(procs: Processes, options: Options) -> Bench:
     try:
         proxies["adapter"] = procs.start(
             "adapter",
-            _python_module("adapter", "serve"),
+            options.adapter_command or _python_module("adapter", "serve"),
             port=port,
             env=adapter_env(upstream.url, port, admin, options),
         )
@@ -572,9 +574,12 @@ def run(options: Options) -> Outcome:
     scenarios = [passthrough_get(), passthrough_post_2kb(), rewrite_job()]
     samples: list[Sample] = []
     probes: dict[tuple[str, str], ProbeResult] = {}
+    load_before = os.getloadavg()[0]
     with Processes(options.workdir, plan) as procs:
         bench = start_services(procs, options)
-        targets = [t for t in TARGETS if t == "direct" or t in bench.proxies]
+        targets = [
+            t for t in TARGETS if t in options.targets and (t == "direct" or t in bench.proxies)
+        ]
         for target in targets:
             for scenario in _scenarios_for(target, scenarios):
                 probes[(target, scenario.name)] = probe(bench.target_service(target).url, scenario)
@@ -615,6 +620,7 @@ def run(options: Options) -> Outcome:
                 f"Python {sys.version.split()[0]}",
                 tool_version([nginx.find_nginx() or "nginx", "-v"]),
             ),
+            load_average=f"{load_before:.2f} at start, {os.getloadavg()[0]:.2f} at end",
             adapter_settings=(
                 f"ADAPTER_LOG_LEVEL={options.adapter_log_level}, ADAPTER_ROLLOUT_PERCENT=100"
                 + "".join(f", {k}={v}" for k, v in options.adapter_env)

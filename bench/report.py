@@ -83,6 +83,7 @@ class RunInfo:
     stream_bytes: int
     versions: tuple[str, ...]
     adapter_settings: str
+    load_average: str = "unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +319,8 @@ def render(
         f"concurrency {', '.join(map(str, info.concurrencies))}.",
         f"- Upstream: {info.upstream}. Adapter: {info.adapter_settings}.",
         f"- Versions: {'; '.join(info.versions)}.",
+        f"- 1-minute load average of the machine (everything, not only the bench): "
+        f"{info.load_average}.",
         "",
         "## Issue 6 targets",
         "",
