@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "adapter.crypto_cli",
     "adapter.rollout_cli",
     "adapter.reference_runner.cli",
+    "adapter.demo",
 )
 
 
