@@ -149,13 +149,11 @@ async def test_extra_routes_reach_proxy_state(
 ) -> None:
     """Routes passed as extra_routes are served and can read the proxy app's state."""
 
-    async def workflow(request: web.Request) -> web.Response:
+    async def extra(request: web.Request) -> web.Response:
         proxy_app = request.app[PROXY_APP]
         return web.json_response({"id": request.match_info["id"], "app": proxy_app is not None})
 
     adapter = await start_adapter(upstream.url)
-    admin = await start_admin(
-        adapter.app, extra_routes=[web.get("/admin/jobs/{id}/workflow", workflow)]
-    )
-    async with http.get(admin / "admin" / "jobs" / "j-1" / "workflow") as response:
+    admin = await start_admin(adapter.app, extra_routes=[web.get("/admin/extra/{id}", extra)])
+    async with http.get(admin / "admin" / "extra" / "j-1") as response:
         assert await response.json() == {"id": "j-1", "app": True}
