@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final, NoReturn
 
-from adapter.gojson import encode, format_js_number
+from adapter.gojson import encode, exceeds_max_depth, format_js_number
 from adapter.jobspec import decode_jobspec
 
 # Scheme identifiers in the order a signature is tried. They are Prometheus label values.
@@ -100,6 +100,8 @@ _JS_PARSER: Final = json.JSONDecoder(parse_int=float, parse_constant=_reject_js_
 def parse_js(data: bytes) -> Any:
     """``JSON.parse`` of a UTF-8 body: numbers are doubles, last duplicate key wins."""
     text = data.decode("utf-8", "replace")
+    if exceeds_max_depth(text):  # the stringify steps recurse per level (see gojson)
+        raise ValueError("JSON.parse: nesting too deep")
     try:
         return _JS_PARSER.decode(text)
     except json.JSONDecodeError as exc:

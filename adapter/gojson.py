@@ -48,6 +48,36 @@ def _replace_each_byte(error: UnicodeError) -> tuple[str, int]:
 
 codecs.register_error("gojson.replace", _replace_each_byte)
 
+# Go's decoder allows 10,000 levels of nesting. Python cannot follow it that far: the
+# projection, the canonical forms and the encoders recurse once or twice per level and
+# hit the interpreter's recursion limit (1,000 frames) from about 450 levels, which used
+# to escape as RecursionError. Deeper documents are refused here as Go refuses its own
+# limit; the adapter then passes them through untouched and the runner decides. No
+# JobSpec nests more than a handful of levels.
+MAX_DEPTH: Final = 256
+_DEPTH_TOKEN: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+def exceeds_max_depth(text: str, limit: int = MAX_DEPTH) -> bool:
+    """Whether the JSON text nests arrays and objects more than ``limit`` levels deep.
+
+    Brackets inside strings do not count. Linear, and free for ordinary bodies: the scan
+    runs only when the text holds more opening brackets than ``limit``.
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    for match in _DEPTH_TOKEN.finditer(text):
+        char = text[match.start()]
+        if char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
 _LONE_SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _JSON_SPACE: Final = " \t\n\r"
@@ -100,6 +130,8 @@ def parse(data: bytes | str, *, allow_trailing: bool = False) -> Any:
     start = len(text) - len(text.lstrip(_JSON_SPACE))
     if start == len(text):
         raise GoDecodeError("", "EOF" if allow_trailing else "unexpected end of JSON input")
+    if exceeds_max_depth(text):
+        raise GoDecodeError("", "exceeded max depth")
     try:
         node, end = _DECODER.raw_decode(text, start)
     except json.JSONDecodeError as exc:
