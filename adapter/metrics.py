@@ -83,6 +83,7 @@ class Metrics:
     inflight: Gauge
     build_info: Gauge
     rewrite_decisions: Counter
+    submission_responses: Counter
     signature_checks: Counter
     fallbacks: Counter
     shadow: Counter
@@ -127,6 +128,13 @@ class Metrics:
                 "adapter_rewrite_decisions",
                 "Decisions on POST /api/v1/jobs: passthrough, rewritten or fallback, and why.",
                 ("decision", "reason"),
+                registry=registry,
+            ),
+            submission_responses=Counter(
+                "adapter_submission_responses",
+                "Answers to POST /api/v1/jobs by final decision and status code: the error "
+                "ratio of rewritten submissions is read here.",
+                ("decision", "code"),
                 registry=registry,
             ),
             signature_checks=Counter(

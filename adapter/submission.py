@@ -67,15 +67,21 @@ async def handle_jobs_submit(request: web.Request) -> web.StreamResponse:
     _record_decision(request, settings, verdict, decide_ms)
     try:
         if verdict.rewrite is None:
-            return await _send_original(request, body, complete, verdict.header)
-        return await _send_rewrite(request, body, verdict)
+            response = await _send_original(request, body, complete, verdict.header)
+        else:
+            response = await _send_rewrite(request, body, verdict)
     except UpstreamError as exc:
         # Answered here, not by the middleware, so this response carries the decision too.
         request_stats(request).upstream_error = exc.kind
         _log.warning("upstream_failed", kind=exc.kind, error=exc.detail)
         response = upstream_error_response(request[REQUEST_ID], exc)
         response.headers[DECISION_HEADER] = verdict.header
-        return response
+    # The final decision (a rewrite may have fallen back) is the first word of the header.
+    final = response.headers[DECISION_HEADER].split(";", 1)[0]
+    request.app[METRICS].submission_responses.labels(
+        decision=final, code=str(response.status)
+    ).inc()
+    return response
 
 
 def _verdict(

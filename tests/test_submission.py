@@ -208,6 +208,8 @@ async def test_fallback_when_cross_region_route_is_missing(
     assert len(runner.app[RECEIVED].to("/api/v1/jobs/cross-region")) == 1
     assert [r.body for r in runner.app[RECEIVED].to("/api/v1/jobs")] == [data]
     assert _sample(adapter, "adapter_fallbacks_total") == 1
+    responses = "adapter_submission_responses_total"
+    assert _sample(adapter, responses, decision="fallback", code="202") == 1
 
 
 async def test_duplicate_id_answers_like_idempotent_repeat(
@@ -225,6 +227,9 @@ async def test_duplicate_id_answers_like_idempotent_repeat(
         "rewritten; reason=idempotent_repeat",
     )
     assert runner.app[STORE].count_jobs("bias-detection-1760278330614") == 1
+    responses = "adapter_submission_responses_total"
+    assert _sample(adapter, responses, decision="rewritten", code="202") == 1
+    assert _sample(adapter, responses, decision="rewritten", code="200") == 1
 
 
 async def test_other_errors_are_relayed_never_resent(
