@@ -177,13 +177,34 @@ def js_stable_stringify(value: Any) -> str:
     return "".join(parts)
 
 
+def portal_messages(spec: Mapping[str, Any]) -> dict[str, bytes]:
+    """The message each portal signer generation signed, from the ``JSON.parse``d spec.
+
+    The generations differ only in which top-level members they left out, so each member
+    is stringified once and the messages are assembled from the pieces.
+    """
+    members = {key: f"{js_quote(key)}:{js_stable_stringify(value)}" for key, value in spec.items()}
+    order = sorted(members, key=_utf16_order)
+    messages: dict[str, bytes] = {}
+    for scheme, removed in _PORTAL_REMOVED.items():
+        kept = {key: members[key] for key in order if key not in removed}
+        constraints = spec.get("constraints")
+        if scheme == PORTAL_5FA6ECE and "constraints" in kept and _rate_is_zero(constraints):
+            assert isinstance(constraints, Mapping)
+            trimmed = {k: v for k, v in constraints.items() if k != "min_success_rate"}
+            kept["constraints"] = f"{js_quote('constraints')}:{js_stable_stringify(trimmed)}"
+        messages[scheme] = ("{" + ",".join(kept.values()) + "}").encode("utf-8")
+    return messages
+
+
 def portal_message(spec: Mapping[str, Any], scheme: str) -> bytes:
-    """The message a portal signer generation signed, from the ``JSON.parse``d spec."""
-    removed = _PORTAL_REMOVED[scheme]
-    obj = {key: value for key, value in spec.items() if key not in removed}
-    constraints = obj.get("constraints")
-    if scheme == PORTAL_5FA6ECE and isinstance(constraints, Mapping):
-        rate = constraints.get("min_success_rate")
-        if isinstance(rate, int | float) and not isinstance(rate, bool) and rate == 0:
-            obj["constraints"] = {k: v for k, v in constraints.items() if k != "min_success_rate"}
-    return js_stable_stringify(obj).encode("utf-8")
+    """The message one portal signer generation signed (see ``portal_messages``)."""
+    return portal_messages(spec)[scheme]
+
+
+def _rate_is_zero(constraints: object) -> bool:
+    # The 5fa6ece signer drops constraints.min_success_rate only when it is 0.
+    if not isinstance(constraints, Mapping):
+        return False
+    rate = constraints.get("min_success_rate")
+    return isinstance(rate, int | float) and not isinstance(rate, bool) and rate == 0

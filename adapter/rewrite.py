@@ -11,7 +11,6 @@ or rely on network placement, not on a portal signature alone.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -212,7 +211,8 @@ def build_cross_region_request(
 ) -> CrossRegionRequest:
     """Build and sign the cross-region body from a decoded (runner-projected) spec."""
     assert settings.service_key is not None
-    jobspec = copy.deepcopy(dict(spec))
+    # A shallow copy is enough: only top-level keys and a new metadata dict are written.
+    jobspec = dict(spec)
     if not jobspec.get("id") and jobspec.get("jobspec_id"):
         jobspec["id"] = jobspec["jobspec_id"]
     # The runner signs jobspec_id (it is not among the keys V1 deletes); id carries it now.

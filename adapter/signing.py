@@ -20,13 +20,12 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
 from adapter.canonical import (
-    PORTAL_SCHEMES,
     RUNNER_V1,
     SCHEMES,
     canonical_v1,
     canonical_v1_bytes,
     parse_js,
-    portal_message,
+    portal_messages,
 )
 from adapter.gojson import GoDecodeError
 from adapter.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
@@ -256,8 +255,12 @@ def check_spec_signature(raw_body: bytes) -> SignatureCheck:
         return SignatureCheck(None, None, error)
     public_key, signature = _text(spec.get("public_key")), _text(spec.get("signature"))
     reasons: list[str] = []
-    for scheme in PORTAL_SCHEMES:
-        failure = _verify_failure(public_key, signature, portal_message(spec, scheme))
+    tried: set[bytes] = set()
+    for scheme, signed_bytes in portal_messages(spec).items():
+        if signed_bytes in tried:  # the same bytes cannot verify the second time either
+            continue
+        tried.add(signed_bytes)
+        failure = _verify_failure(public_key, signature, signed_bytes)
         if failure is None:
             return SignatureCheck(scheme, public_key, None)
         reasons.append(failure)
