@@ -335,3 +335,20 @@ def test_every_rewrite_verifies(
     assert verdict.rewrite is not None, verdict
     assert self_check(verdict.rewrite.body, SERVICE_KEY.public_key_b64)
     assert 1 <= verdict.rewrite.min_regions <= len(set(regions))
+
+
+def test_failed_self_check_passes_the_original_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rewrite whose own bytes do not verify (a bug) is not sent: the original passes."""
+    import adapter.rewrite
+
+    def broken_sign(spec: dict[str, Any], key: ServiceKey, **_: Any) -> dict[str, Any]:
+        # Simulates a canonicalisation bug: the signature covers other bytes than we send.
+        return {**spec, "public_key": key.public_key_b64, "signature": key.sign_b64(b"other")}
+
+    monkeypatch.setattr(adapter.rewrite, "sign_jobspec", broken_sign)
+    verdict = _decide(_settings(), body(_signed()))
+    assert (verdict.decision, verdict.reason, verdict.rewrite) == (
+        Decision.PASSTHROUGH,
+        Reason.SELF_CHECK_FAILED,
+        None,
+    )

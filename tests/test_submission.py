@@ -304,3 +304,28 @@ async def test_decision_log_line(stack: Stack, http: aiohttp.ClientSession) -> N
     assert line["bucket"] == bucket_of(portal_spec()["wallet_auth"]["address"])
     assert str(line["signer"]).startswith("sha256:")
     assert SEED_B64 not in json.dumps(logs, default=str)
+
+
+async def test_self_check_failure_is_loud_and_harmless(
+    stack: Stack, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If our own signature ever fails the self-check, the original goes through, counted."""
+    import adapter.rewrite
+    from adapter.signing import ServiceKey
+
+    def broken_sign(spec: dict[str, Any], key: ServiceKey, **_: Any) -> dict[str, Any]:
+        return {**spec, "public_key": key.public_key_b64, "signature": key.sign_b64(b"other")}
+
+    monkeypatch.setattr(adapter.rewrite, "sign_jobspec", broken_sign)
+    runner, adapter_ = await stack(ON)
+    data = _signed_body()
+    with capture_logs() as logs:
+        status, _, decision = await _post(http, adapter_, data)
+    assert (status, decision) == (202, "passthrough; reason=self_check_failed; bucket=480")
+    assert runner.app[RECEIVED].last("/api/v1/jobs").body == data
+    assert runner.app[RECEIVED].to("/api/v1/jobs/cross-region") == []
+    reason = "self_check_failed"
+    assert _sample(
+        adapter_, "adapter_rewrite_decisions_total", decision="passthrough", reason=reason
+    )
+    assert [line["log_level"] for line in logs if line["event"] == "rewrite_decision"] == ["error"]
