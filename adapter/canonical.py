@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final, NoReturn
 
-from adapter.gojson import encode, exceeds_max_depth, format_js_number
+from adapter.gojson import SHORT_ESCAPES, encode, exceeds_max_depth, format_js_number
 from adapter.jobspec import decode_jobspec
 
 # Scheme identifiers in the order a signature is tried. They are Prometheus label values.
@@ -110,15 +110,7 @@ def parse_js(data: bytes) -> Any:
         raise ValueError("JSON.parse: nesting too deep") from None
 
 
-_JS_ESCAPES: Final = {
-    '"': '\\"',
-    "\\": "\\\\",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-}
+_JS_ESCAPES: Final = SHORT_ESCAPES  # JSON.stringify has no HTML escaping
 _JS_NEEDS_ESCAPE: Final = re.compile('[\x00-\x1f"\\\\\ud800-\udfff]')
 
 

@@ -201,7 +201,8 @@ def fold_key(key: str) -> str:
 
 # --- encoding -------------------------------------------------------------------------------
 
-_GO_ESCAPES: Final = {
+# The escapes Go and JavaScript share; Go adds the HTML-safe ones below.
+SHORT_ESCAPES: Final = {
     '"': '\\"',
     "\\": "\\\\",
     "\b": "\\b",
@@ -209,6 +210,9 @@ _GO_ESCAPES: Final = {
     "\n": "\\n",
     "\r": "\\r",
     "\t": "\\t",
+}
+_GO_ESCAPES: Final = {
+    **SHORT_ESCAPES,
     "<": "\\u003c",
     ">": "\\u003e",
     "&": "\\u0026",
@@ -343,8 +347,14 @@ def _encode_sequence(parts: list[str], value: Sequence[Any], sort_keys: bool) ->
     parts.append("]")
 
 
+class RawJSON(bytes):
+    """An already-encoded JSON fragment, embedded verbatim (e.g. a Go struct in field order)."""
+
+
 def _encode_other(parts: list[str], value: Any, sort_keys: bool) -> None:
-    if value is None:
+    if isinstance(value, RawJSON):
+        parts.append(value.decode("utf-8"))
+    elif value is None:
         parts.append("null")
     elif value is True:
         parts.append("true")
