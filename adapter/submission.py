@@ -71,11 +71,7 @@ async def handle_jobs_submit(request: web.Request) -> web.StreamResponse:
         else:
             response = await _send_rewrite(request, body, verdict)
     except UpstreamError as exc:
-        # Answered here, not by the middleware, so this response carries the decision too.
-        request_stats(request).upstream_error = exc.kind
-        _log.warning("upstream_failed", kind=exc.kind, error=exc.detail)
-        response = upstream_error_response(request[REQUEST_ID], exc)
-        response.headers[DECISION_HEADER] = verdict.header
+        response = _upstream_failure(request, exc, verdict.header)
     # The final decision (a rewrite may have fallen back) is the first word of the header.
     final = response.headers[DECISION_HEADER].split(";", 1)[0]
     request.app[METRICS].submission_responses.labels(
@@ -172,7 +168,20 @@ async def _fall_back(request: web.Request, body: bytes, verdict: Verdict) -> web
     ).inc()
     _log.warning("cross_region_route_missing", job_id=verdict.job_id, decision=Decision.FALLBACK)
     header = f"{Decision.FALLBACK}; reason={Reason.CROSS_REGION_MISSING}"
-    return await _send_original(request, body, True, header)
+    try:
+        return await _send_original(request, body, True, header)
+    except UpstreamError as exc:
+        # The standard route failed: the answer must still say the job took the fallback.
+        return _upstream_failure(request, exc, header)
+
+
+def _upstream_failure(request: web.Request, exc: UpstreamError, decision: str) -> web.Response:
+    """The 502/504 answer, made here rather than by the middleware so it carries the decision."""
+    request_stats(request).upstream_error = exc.kind
+    _log.warning("upstream_failed", kind=exc.kind, error=exc.detail)
+    response = upstream_error_response(request[REQUEST_ID], exc)
+    response.headers[DECISION_HEADER] = decision
+    return response
 
 
 async def _duplicate_answer(
