@@ -138,8 +138,12 @@ def decide(
     content_type: str | None,
     content_encoding: str | None,
     now: datetime,
+    id_suffix: str = "",
 ) -> Verdict:
-    """Run the checks in their documented order and build the rewrite when they all pass."""
+    """Run the checks in their documented order and build the rewrite when they all pass.
+
+    ``id_suffix`` (random, from the caller) completes the id given to a spec that has none.
+    """
     if not is_json_media_type(content_type) or _is_encoded(content_encoding):
         return Verdict(Decision.PASSTHROUGH, Reason.NOT_JSON)
     try:
@@ -159,13 +163,14 @@ def decide(
     )
     if not choice.selected and not settings.policy.shadow:
         return verdict
-    outcome = _rewrite_outcome(settings, body, spec, regions, now)
+    outcome = _rewrite_outcome(settings, body, spec, regions, now, id_suffix)
     verdict = replace(verdict, signer=outcome.signer, scheme=outcome.scheme)
     if not choice.selected:
         return replace(verdict, shadow=outcome.reason)
     if outcome.rewrite is None:
         return replace(verdict, reason=outcome.reason)
-    return replace(verdict, decision=Decision.REWRITTEN, rewrite=outcome.rewrite)
+    rewrite = outcome.rewrite
+    return replace(verdict, decision=Decision.REWRITTEN, rewrite=rewrite, job_id=rewrite.job_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +187,7 @@ def _rewrite_outcome(
     spec: dict[str, Any],
     regions: tuple[str, ...],
     now: datetime,
+    id_suffix: str,
 ) -> _Outcome:
     signer = spec.get("public_key") or None
     if not spec.get("signature") or not signer:
@@ -194,7 +200,10 @@ def _rewrite_outcome(
     if settings.service_key is None:  # config validation prevents this; stay safe anyway
         return _Outcome(Reason.SELF_CHECK_FAILED, signer, check.scheme, None)
     try:
-        request = build_cross_region_request(settings, spec, regions, scheme=check.scheme)
+        new_id = generated_job_id(spec, now, id_suffix)
+        request = build_cross_region_request(
+            settings, spec, regions, scheme=check.scheme, new_id=new_id
+        )
     except ValueError:  # sign_jobspec refuses a spec the runner would read differently
         return _Outcome(Reason.SELF_CHECK_FAILED, signer, check.scheme, None)
     if not self_check(request.body, settings.service_key.public_key_b64):
@@ -208,13 +217,17 @@ def build_cross_region_request(
     regions: tuple[str, ...],
     *,
     scheme: str,
+    new_id: str,
 ) -> CrossRegionRequest:
-    """Build and sign the cross-region body from a decoded (runner-projected) spec."""
+    """Build and sign the cross-region body from a decoded (runner-projected) spec.
+
+    ``new_id`` is the id for a spec with neither ``id`` nor ``jobspec_id``.
+    """
     assert settings.service_key is not None
     # A shallow copy is enough: only top-level keys and a new metadata dict are written.
     jobspec = dict(spec)
-    if not jobspec.get("id") and jobspec.get("jobspec_id"):
-        jobspec["id"] = jobspec["jobspec_id"]
+    if not jobspec.get("id"):
+        jobspec["id"] = jobspec.get("jobspec_id") or new_id
     # The runner signs jobspec_id (it is not among the keys V1 deletes); id carries it now.
     jobspec.pop("jobspec_id", None)
     metadata = jobspec.get("metadata")
@@ -245,6 +258,19 @@ def build_cross_region_request(
         min_regions=min_regions,
         min_success_rate=min_success_rate,
     )
+
+
+def generated_job_id(spec: Mapping[str, Any], now: datetime, suffix: str) -> str:
+    """The id of a spec that came without one: the runner's own pattern plus a suffix.
+
+    The runner would name it ``<benchmark.name>-<unix seconds>``; on the cross-region
+    route, whose INSERT refuses a repeated id, two such jobs in one second would collide
+    (500), so a random suffix keeps them apart. The id is outside the signature.
+    """
+    benchmark = spec.get("benchmark")
+    name = benchmark.get("name") if isinstance(benchmark, Mapping) else None
+    base = f"{name or 'job'}-{int(now.timestamp())}"
+    return f"{base}-{suffix}" if suffix else base
 
 
 def self_check(body: bytes, public_key_b64: str) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import secrets
 from collections.abc import AsyncIterable
 from datetime import UTC, datetime
 from typing import Final
@@ -94,6 +95,7 @@ def _verdict(
         content_type=content_type,
         content_encoding=request.headers.get(hdrs.CONTENT_ENCODING),
         now=datetime.now(UTC),
+        id_suffix=secrets.token_hex(4),
     )
 
 

@@ -352,3 +352,17 @@ def test_failed_self_check_passes_the_original_through(monkeypatch: pytest.Monke
         Reason.SELF_CHECK_FAILED,
         None,
     )
+
+
+def test_spec_without_id_gets_a_unique_one() -> None:
+    """A spec with no id is sent with the runner's name pattern plus the caller's suffix."""
+    spec = portal_spec()
+    del spec["id"]
+    data = body(sign(spec, PORTAL_KEY, "portal_5fa6ece"))
+    verdict = decide(
+        _settings(), data, content_type=JSON, content_encoding=None, now=NOW, id_suffix="a1b2"
+    )
+    expected = f"multi-model-bias-detection-{int(NOW.timestamp())}-a1b2"
+    assert verdict.rewrite is not None
+    assert verdict.job_id == verdict.rewrite.job_id == expected
+    assert decode_cross_region_request(verdict.rewrite.body)["jobspec"]["id"] == expected

@@ -329,3 +329,17 @@ async def test_self_check_failure_is_loud_and_harmless(
         adapter_, "adapter_rewrite_decisions_total", decision="passthrough", reason=reason
     )
     assert [line["log_level"] for line in logs if line["event"] == "rewrite_decision"] == ["error"]
+
+
+async def test_jobs_without_id_do_not_collide(stack: Stack, http: aiohttp.ClientSession) -> None:
+    """Two id-less jobs in the same second both get created, each under its own new id."""
+    runner, adapter_ = await stack(ON)
+    spec = portal_spec()
+    del spec["id"]
+    data = body(sign(spec, PORTAL_KEY, "portal_5fa6ece"))
+    answers = [await _post(http, adapter_, data) for _ in range(2)]
+    assert [status for status, _, _ in answers] == [202, 202]
+    ids = [answer["id"] for _, answer, _ in answers if answer is not None]
+    assert len(set(ids)) == 2
+    assert all(job.startswith("multi-model-bias-detection-") for job in ids)
+    assert [runner.app[STORE].count_jobs(job) for job in ids] == [1, 1]
