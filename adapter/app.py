@@ -51,6 +51,11 @@ from adapter.websocket import (
 
 # Status recorded for requests whose client went away before an answer (nginx's 499).
 CLIENT_CLOSED_REQUEST: Final = 499
+# A client connection with no request in progress is closed after this many seconds:
+# idle between keep-alive requests, or still sending its request headers. aiohttp's
+# keep-alive timer is its only limit on a client that never finishes its headers
+# (slowloris), and its default is 3630 s; 75 s is nginx's keepalive_timeout.
+CLIENT_IDLE_TIMEOUT: Final = 75.0
 
 _log = get_logger("adapter.app")
 
@@ -177,14 +182,17 @@ def create_app(
     return app
 
 
-def make_proxy_runner(app: web.Application) -> web.AppRunner:
+def make_proxy_runner(
+    app: web.Application, *, client_idle_timeout: float = CLIENT_IDLE_TIMEOUT
+) -> web.AppRunner:
     """The AppRunner the proxy app must run under: raw request bodies, handler
     cancellation on client disconnect, shutdown grace from the config, no access log
-    (the canonical line replaces it)."""
+    (the canonical line replaces it), idle client connections closed."""
     return web.AppRunner(
         app,
         access_log=None,
         shutdown_timeout=app[CONFIG].shutdown_grace,
+        keepalive_timeout=client_idle_timeout,
         **PROXY_SERVER_OPTIONS,
     )
 
@@ -197,6 +205,7 @@ def make_admin_runner(admin_app: web.Application) -> web.AppRunner:
 
 
 __all__ = (
+    "CLIENT_IDLE_TIMEOUT",
     "create_admin_app",
     "create_app",
     "dispatch",
