@@ -387,10 +387,18 @@ def start_services(procs: Processes, options: Options) -> Bench:
         if nginx_bin is None:
             raise RuntimeError("--upstream nginx asked for, but nginx is not installed")
         prefix = workdir / "nginx-upstream"
-        conf = nginx.render_upstream_conf(prefix, up_port, nginx.current_user())
+        sink_port = free_port()
+        procs.start(
+            "upload-sink",
+            _python_module("bench.upstream", "--port", str(sink_port), "--blob-bytes", "0"),
+            port=sink_port,
+        )
+        conf = nginx.render_upstream_conf(
+            prefix, up_port, nginx.current_user(), sink_port=sink_port
+        )
         argv = nginx.prepare(nginx_bin, prefix, conf, blob_bytes=options.stream_bytes)
         upstream = procs.start("upstream-nginx", argv, port=up_port)
-        upstream_kind = "nginx"
+        upstream_kind = "nginx (uploads streamed on to a bench/upstream.py sink)"
     else:
         argv = _python_module(
             "bench.upstream", "--port", str(up_port), "--blob-bytes", str(options.stream_bytes)

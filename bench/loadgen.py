@@ -241,15 +241,6 @@ def run_wrk(
     return parse_wrk_output(done.stdout)
 
 
-async def _zeros(total: int) -> AsyncIterator[bytes]:
-    chunk = bytes(STREAM_CHUNK)
-    remaining = total
-    while remaining > 0:
-        piece = chunk if remaining >= STREAM_CHUNK else chunk[:remaining]
-        remaining -= len(piece)
-        yield piece
-
-
 async def stream_download(url: str, *, timeout_s: float) -> tuple[int, int]:
     """GET ``url`` and discard the body chunk by chunk; return (status, bytes received)."""
     received = 0
@@ -264,12 +255,30 @@ async def stream_download(url: str, *, timeout_s: float) -> tuple[int, int]:
 
 
 async def stream_upload(url: str, total: int, *, timeout_s: float) -> tuple[int, int]:
-    """POST ``total`` zero bytes (chunked) to ``url``; return (status, bytes sent)."""
+    """POST ``total`` zero bytes (chunked) to ``url``; return (status, bytes received).
+
+    The count is the upstream's own ``received`` figure when it reports one, else the
+    bytes this client actually sent, so an early answer can never pass for a full upload.
+    """
+    chunk = bytes(STREAM_CHUNK)
+    sent = 0
+
+    async def zeros() -> AsyncIterator[bytes]:
+        nonlocal sent
+        while sent < total:
+            piece = chunk if total - sent >= STREAM_CHUNK else chunk[: total - sent]
+            sent += len(piece)
+            yield piece
+
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     headers = {"Content-Type": "application/octet-stream"}
     async with (
         aiohttp.ClientSession(timeout=timeout) as session,
-        session.post(url, data=_zeros(total), headers=headers) as response,
+        session.post(url, data=zeros(), headers=headers) as response,
     ):
-        await response.read()
-        return response.status, total
+        answer = await response.read()
+    try:
+        received = json.loads(answer)["received"]
+    except (ValueError, KeyError, TypeError):
+        received = sent
+    return response.status, received if isinstance(received, int) else sent

@@ -88,8 +88,13 @@ def _quoted(body: bytes) -> str:
     return f"'{text}'"
 
 
-def render_upstream_conf(prefix: Path, port: int, run_as: RunAs) -> str:
-    """nginx as the upstream: the same answers as bench.upstream, from a static config."""
+def render_upstream_conf(prefix: Path, port: int, run_as: RunAs, *, sink_port: int) -> str:
+    """nginx as the upstream: the same answers as bench.upstream, from a static config.
+
+    ``return`` answers before reading a request body, so a large upload would look done
+    after a few bytes; uploads are therefore streamed on to a bench.upstream "sink" on
+    ``sink_port``, which reads every byte and reports how many it received.
+    """
     return (
         _common_head(prefix, run_as)
         + "http {\n"
@@ -102,7 +107,11 @@ def render_upstream_conf(prefix: Path, port: int, run_as: RunAs) -> str:
         + "            default_type application/octet-stream;\n"
         + f"            alias {prefix}/blob.bin;\n"
         + "        }\n"
-        + f"        location = {UPLOAD_PATH} {{ return 200 {_quoted(SMALL_BODY)}; }}\n"
+        + f"        location = {UPLOAD_PATH} {{\n"
+        + f"            proxy_pass http://127.0.0.1:{sink_port};\n"
+        + "            proxy_http_version 1.1;\n"
+        + "            proxy_request_buffering off;\n"
+        + "        }\n"
         + f"        location / {{ return 200 {_quoted(SMALL_BODY)}; }}\n"
         + "    }\n"
         + "}\n"

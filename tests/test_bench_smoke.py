@@ -181,7 +181,7 @@ def test_nginx_configs_pass_nginx_t(tmp_path: Path, role: str) -> None:
     assert binary is not None
     run_as = nginx.current_user()
     if role == "upstream":
-        text = nginx.render_upstream_conf(tmp_path, 18080, run_as)
+        text = nginx.render_upstream_conf(tmp_path, 18080, run_as, sink_port=18082)
         argv = nginx.prepare(binary, tmp_path, text, blob_bytes=1024)
     else:
         text = nginx.render_proxy_conf(tmp_path, 18080, 18081, run_as)
