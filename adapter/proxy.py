@@ -101,8 +101,47 @@ def classify_upstream_failure(exc: BaseException) -> UpstreamError:
     return UpstreamError("protocol", "http_protocol_error", detail)
 
 
+# RFC 9110 §9.2.1: methods that change nothing on the server.
+SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """Per-attempt trace state: did the request ride a pooled keep-alive connection?"""
+
+    reused: bool = False
+
+
+async def _on_connection_reuse(
+    session: aiohttp.ClientSession, context: Any, params: object
+) -> None:
+    context.trace_request_ctx.reused = True
+
+
+def _reuse_trace() -> aiohttp.TraceConfig:
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_reuseconn.append(_on_connection_reuse)
+    return trace
+
+
+def is_stale_connection_failure(
+    method: str, body: object, exc: BaseException, reused: bool
+) -> bool:
+    """True when a request may be sent once more: a safe method with no streamed body
+    whose pooled connection turned out closed (RFC 9112 §9.3.1). A fresh connection
+    that fails is never retried, and neither is anything that could change state."""
+    return (
+        reused
+        and method in SAFE_METHODS
+        and (body is None or isinstance(body, bytes))
+        and isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
+        and not isinstance(exc, aiohttp.ClientConnectorError)
+    )
+
+
 class UpstreamClient:
-    """The one upstream ClientSession of an app: no cookie jar, no decompression, no retries."""
+    """The one upstream ClientSession of an app: no cookie jar, no decompression, and
+    no retries except a safe request whose pooled connection had gone stale."""
 
     def __init__(self, origin: URL, session: aiohttp.ClientSession) -> None:
         self._origin = str(origin.origin())
@@ -127,9 +166,10 @@ class UpstreamClient:
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
             trust_env=False,
             skip_auto_headers=_SKIP_AUTO_HEADERS,
+            trace_configs=[_reuse_trace()],
         )
-        # aiohttp re-sends an idempotent request once when a pooled connection turns out
-        # dead; bytes may already have reached the runner, so the proxy never retries.
+        # aiohttp re-sends PUT and DELETE too when a connection drops, whether or not it was
+        # a pooled one; the proxy makes that call itself, for safe methods only (send()).
         session._retry_connection = False
         return cls(config.upstream_url, session)
 
@@ -151,18 +191,26 @@ class UpstreamClient:
         """Send one request and return the response once its headers arrived.
 
         Raises UpstreamError; the caller owns the response and must release or close it.
+        A safe request that failed on a stale pooled connection is sent once more.
         """
-        try:
-            return await self.session.request(
-                method,
-                self.url(path_qs),
-                headers=headers,
-                data=body,
-                allow_redirects=False,
-                compress=None,
-            )
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise classify_upstream_failure(exc) from exc
+        url = self.url(path_qs)
+        for last_try in (False, True):
+            attempt = _Attempt()
+            try:
+                return await self.session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    data=body,
+                    allow_redirects=False,
+                    compress=None,
+                    trace_request_ctx=attempt,
+                )
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                if last_try or not is_stale_connection_failure(method, body, exc, attempt.reused):
+                    raise classify_upstream_failure(exc) from exc
+                _log.info("stale_connection_retry", method=method, error=type(exc).__name__)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 # Typed app and request state. The proxy app owns all of them (created in app.py).
@@ -318,11 +366,13 @@ __all__ = (
     "PROXY_SERVER_OPTIONS",
     "REQUEST_ID",
     "REQUEST_STATS",
+    "SAFE_METHODS",
     "UPSTREAM",
     "RequestStats",
     "UpstreamClient",
     "UpstreamError",
     "classify_upstream_failure",
+    "is_stale_connection_failure",
     "new_request_id",
     "pass_through",
     "raw_path_qs",
