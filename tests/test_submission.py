@@ -343,3 +343,28 @@ async def test_jobs_without_id_do_not_collide(stack: Stack, http: aiohttp.Client
     assert len(set(ids)) == 2
     assert all(job.startswith("multi-model-bias-detection-") for job in ids)
     assert [runner.app[STORE].count_jobs(job) for job in ids] == [1, 1]
+
+
+@pytest.mark.parametrize(("listed", "decision"), [(True, "rewritten"), (False, "passthrough")])
+async def test_trust_enforcement(
+    stack: Stack, http: aiohttp.ClientSession, tmp_path: Any, listed: bool, decision: str
+) -> None:
+    """With ADAPTER_TRUST_ENFORCE only signers active in the trusted keys file are rewritten."""
+    import base64
+
+    other = SigningKey(bytes(32)).verify_key
+    key = PORTAL_KEY.verify_key if listed else other
+    path = tmp_path / "trusted.json"
+    entry = {"kid": "portal-1", "public_key": base64.b64encode(bytes(key)).decode(), "status": ""}
+    path.write_text(json.dumps([entry]))
+    env = {**ON, "ADAPTER_TRUST_ENFORCE": "true", "ADAPTER_TRUSTED_KEYS_FILE": str(path)}
+    runner, adapter_ = await stack(env)
+    data = _signed_body()
+    with capture_logs() as logs:
+        status, _, header = await _post(http, adapter_, data)
+    assert status == 202
+    assert header.startswith(decision if listed else "passthrough; reason=untrusted_key")
+    line = next(line for line in logs if line["event"] == "rewrite_decision")
+    assert (line["signer"] == "portal-1") is listed
+    if not listed:
+        assert runner.app[RECEIVED].last("/api/v1/jobs").body == data
