@@ -115,7 +115,9 @@ class _Attempt:
 async def _on_connection_reuse(
     session: aiohttp.ClientSession, context: Any, params: object
 ) -> None:
-    context.trace_request_ctx.reused = True
+    # Only send() passes an _Attempt; the WebSocket relay's ws_connect passes nothing.
+    if isinstance(context.trace_request_ctx, _Attempt):
+        context.trace_request_ctx.reused = True
 
 
 def _reuse_trace() -> aiohttp.TraceConfig:

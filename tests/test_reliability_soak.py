@@ -24,6 +24,7 @@ from nacl.signing import SigningKey
 from pytest_aiohttp import AiohttpServer
 
 from adapter.reference_runner import create_reference_runner
+from tests.conftest import AdapterFactory
 from tests.portal import body, portal_spec, sign
 from tests.served_adapter import ServedAdapter, served_adapter
 
@@ -139,3 +140,21 @@ async def test_soak_mixed_traffic_zero_errors_flat_rss(aiohttp_server: AiohttpSe
     assert errors == []
     assert set(counts) == {"get", "passthrough", "rewrite", "websocket"}
     assert growth < MAX_RSS_GROWTH
+
+
+async def test_websocket_after_a_pooled_request_is_relayed(
+    aiohttp_server: AiohttpServer, start_adapter: AdapterFactory
+) -> None:
+    """Regression (found by the soak): an upgrade that reuses a pooled upstream connection
+    hit the stale-connection trace hook without its per-request state, a 502 adapter_error."""
+    runner = await aiohttp_server(create_reference_runner())
+    adapter = await start_adapter(runner.make_url("/"))
+    async with aiohttp.ClientSession() as http:
+        for _ in range(3):  # a GET leaves a pooled connection; each upgrade may reuse it
+            async with http.get(adapter.url / "health") as response:
+                assert response.status == 200
+            async with http.ws_connect(adapter.url / "ws") as ws:
+                await ws.receive(timeout=10)  # the runner's greeting
+                await ws.send_str("ping-through")
+                message = await ws.receive(timeout=10)
+                assert "ping-through" in message.data
