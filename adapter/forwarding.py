@@ -67,6 +67,8 @@ EXPECT: Final = istr("Expect")
 _REPLACED_UPSTREAM: Final = frozenset(
     {X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST, X_REAL_IP, X_REQUEST_ID, HOST, EXPECT}
 )
+# What never reaches the runner from the client, as one set for a single filtering pass.
+_NOT_FORWARDED: Final = HOP_BY_HOP | frozenset(str(name).lower() for name in _REPLACED_UPSTREAM)
 
 REQUEST_ID_MAX_LENGTH: Final = 128
 _SCHEMES: Final = frozenset({"http", "https"})
@@ -104,16 +106,23 @@ def connection_tokens(headers: Headers) -> frozenset[str]:
     return frozenset(tokens)
 
 
+def _without(headers: Headers, always: frozenset[str]) -> CIMultiDict[str]:
+    """Copy headers without ``always`` (lower-case names) and what Connection nominates."""
+    dropped = always
+    if "Connection" in headers:  # the usual request has none: skip the token parse
+        dropped = always | (connection_tokens(headers) - PROTECTED)
+    return CIMultiDict(
+        [(name, value) for name, value in headers.items() if name.lower() not in dropped]
+    )
+
+
 def strip_hop_by_hop(headers: Headers) -> CIMultiDict[str]:
     """Copy headers without hop-by-hop fields and those Connection nominates.
 
     Order and repetition of the kept fields are preserved (several Set-Cookie stay several).
     A nomination of a protected field (Host, Content-Length, X-Forwarded-*, ...) is ignored.
     """
-    dropped = HOP_BY_HOP | (connection_tokens(headers) - PROTECTED)
-    kept: CIMultiDict[str] = CIMultiDict()
-    kept.extend((name, value) for name, value in headers.items() if name.lower() not in dropped)
-    return kept
+    return _without(headers, HOP_BY_HOP)
 
 
 def _is_ip(value: str) -> bool:
@@ -211,9 +220,7 @@ def build_upstream_headers(
     ``Expect`` is dropped because the adapter already answered ``100 Continue`` itself.
     """
     origin = resolve_client(facts.peer_ip, incoming, policy)
-    headers = strip_hop_by_hop(incoming)
-    for name in _REPLACED_UPSTREAM:
-        headers.popall(name, None)
+    headers = _without(incoming, _NOT_FORWARDED)
     headers[HOST] = upstream_host(upstream)
     if origin.forwarded_for:
         headers[X_FORWARDED_FOR] = ", ".join(origin.forwarded_for)

@@ -7,7 +7,7 @@ as OTel's HTTP conventions say), so a scanner cannot grow the series count.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -88,6 +88,11 @@ class Metrics:
     fallbacks: Counter
     shadow: Counter
     rollout_percent: Gauge
+    # Labelled children per (method, route, code): ``labels()`` validates and locks on
+    # every call, a dict hit does not. Bounded by the closed label sets.
+    _request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def create(cls, registry: CollectorRegistry, version: str) -> Metrics:
@@ -167,9 +172,17 @@ class Metrics:
 
     def observe_request(self, method: str, route: str, code: int, seconds: float) -> None:
         """Count one finished request and record its duration."""
-        method = method_label(method)
-        self.requests.labels(method=method, route=route, code=str(code)).inc()
-        self.request_duration.labels(method=method, route=route).observe(seconds)
+        series = self._request_series.get((method, route, code))
+        if series is None:
+            label = method_label(method)
+            series = (
+                self.requests.labels(method=label, route=route, code=str(code)),
+                self.request_duration.labels(method=label, route=route),
+            )
+            if label == method:  # unknown methods are not cached: a scanner could send many
+                self._request_series[(method, route, code)] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
 
 __all__ = (

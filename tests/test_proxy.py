@@ -669,3 +669,20 @@ async def test_every_line_of_a_request_carries_its_id(
     events = {line["event"] for line in request_lines}
     assert {"upstream_failed", "request"} <= events
     assert all(line.get("request_id") == "trace-me" for line in request_lines)
+
+
+async def test_canonical_line_follows_the_log_level(
+    start_adapter: AdapterFactory, http: aiohttp.ClientSession
+) -> None:
+    """At warning level the per-request line is skipped; warnings still carry the id."""
+    buffer = io.BytesIO()
+    configure_logging("warning", "json", binary_stream=buffer)
+    try:
+        adapter = await start_adapter(f"http://127.0.0.1:{free_port()}")
+        async with http.get(adapter.url / "x", headers={"X-Request-ID": "quiet-1"}) as response:
+            assert response.status == 502
+    finally:
+        structlog.reset_defaults()
+    lines = _parse(buffer)
+    assert [line["event"] for line in lines] == ["upstream_failed"]
+    assert lines[0]["request_id"] == "quiet-1"
