@@ -15,6 +15,7 @@ bytes we forward are the bytes the client sent, still matching their Content-Enc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -49,6 +50,9 @@ PROXY_SERVER_OPTIONS: Final[Mapping[str, Any]] = {
 }
 # aiohttp adds these to outgoing requests unless told not to; a transparent proxy must not.
 _SKIP_AUTO_HEADERS: Final = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+# Bodies up to this size (by Content-Length) are read whole and sent in one write, both
+# ways; larger or chunked ones stream with flat memory.
+COALESCE_LIMIT: Final = 64 * 1024
 
 _log = get_logger("adapter.proxy")
 
@@ -261,6 +265,23 @@ def request_body(request: web.BaseRequest, prefix: bytes = b"") -> AsyncIterable
     """
     if not prefix and not request.body_exists:
         return None
+    return _streamed_body(request, prefix)
+
+
+async def read_small_body(request: web.BaseRequest) -> bytes | AsyncIterable[bytes] | None:
+    """The client body: None when there is none, all of it when its Content-Length is at
+    most ``COALESCE_LIMIT`` (one upstream write, no generator), else a stream."""
+    if not request.body_exists:
+        return None
+    length = request.content_length
+    if length is None or length > COALESCE_LIMIT:
+        return _streamed_body(request, b"")
+    body = await request.content.read()
+    request_stats(request).bytes_in += len(body)
+    return body
+
+
+def _streamed_body(request: web.BaseRequest, prefix: bytes) -> AsyncIterator[bytes]:
     stats = request_stats(request)
 
     async def chunks() -> AsyncIterator[bytes]:
@@ -295,6 +316,24 @@ async def relay_response(
         headers[X_REQUEST_ID] = request_id
     for name, value in (extra_headers or {}).items():
         headers[name] = value
+    if _is_small_body(request.method, upstream):
+        try:
+            body = await upstream.content.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            upstream.close()
+            # As on the streamed path: the client sees the head, then a broken body.
+            response = web.StreamResponse(
+                status=upstream.status, reason=upstream.reason, headers=headers
+            )
+            with contextlib.suppress(ConnectionError):
+                await response.prepare(request)
+            return _abort_mid_body(request, response, stats, exc)
+        upstream.release()
+        # Head and body leave in one write when aiohttp sends the returned response.
+        stats.bytes_out += len(body)
+        return web.Response(
+            status=upstream.status, reason=upstream.reason, headers=headers, body=body
+        )
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
     finished = False
     try:
@@ -304,13 +343,7 @@ async def relay_response(
             try:
                 chunk = await upstream.content.readany()
             except (TimeoutError, aiohttp.ClientError) as exc:
-                failure = classify_upstream_failure(exc)
-                stats.upstream_error = failure.kind
-                stats.aborted = "upstream"
-                _log.warning("upstream_failed_mid_body", kind=failure.kind, error=failure.detail)
-                if request.transport is not None:
-                    request.transport.abort()
-                return response
+                return _abort_mid_body(request, response, stats, exc)
             if not chunk:
                 break
             await response.write(chunk)
@@ -326,6 +359,33 @@ async def relay_response(
         else:
             upstream.close()
     await response.write_eof()
+    return response
+
+
+def _is_small_body(method: str, upstream: aiohttp.ClientResponse) -> bool:
+    """A body with a Content-Length up to ``COALESCE_LIMIT`` is read whole and sent with
+    the head in one write; HEAD, 1xx, 204 and 304 answers carry no body to read."""
+    length = upstream.content_length
+    return (
+        length is not None
+        and length <= COALESCE_LIMIT
+        and method != "HEAD"
+        and upstream.status >= 200
+        and upstream.status not in (204, 304)
+    )
+
+
+def _abort_mid_body(
+    request: web.BaseRequest, response: web.StreamResponse, stats: RequestStats, exc: BaseException
+) -> web.StreamResponse:
+    """The runner failed mid-body: record it and abort the client connection, so a
+    truncated body never looks complete."""
+    failure = classify_upstream_failure(exc)
+    stats.upstream_error = failure.kind
+    stats.aborted = "upstream"
+    _log.warning("upstream_failed_mid_body", kind=failure.kind, error=failure.detail)
+    if request.transport is not None:
+        request.transport.abort()
     return response
 
 
@@ -353,9 +413,8 @@ async def pass_through(request: web.Request) -> web.StreamResponse:
     request_id = request.get(REQUEST_ID) or new_request_id()
     headers = upstream_headers(request, config, request_id)
     started = asyncio.get_running_loop().time()
-    upstream = await request.app[UPSTREAM].send(
-        request.method, raw_path_qs(request), headers, request_body(request)
-    )
+    body = await read_small_body(request)
+    upstream = await request.app[UPSTREAM].send(request.method, raw_path_qs(request), headers, body)
     request_stats(request).upstream_ms = (asyncio.get_running_loop().time() - started) * 1000
     return await relay_response(request, upstream)
 
