@@ -194,7 +194,8 @@ def _not_found() -> web.Response:
     return web.Response(status=404, body=NOT_FOUND_BODY, headers={hdrs.CONTENT_TYPE: "text/plain"})
 
 
-# -- middleware (outermost first: record, RequestID, ValidateJSON, CORS, SecurityHeaders) --
+# -- middleware (outermost first: record, RequestID, ValidateJSON, CORS, SecurityHeaders,
+# rate limit, gin's 404) --
 
 
 @web.middleware
@@ -221,11 +222,7 @@ async def record_middleware(request: web.Request, handler: Handler) -> web.Strea
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Echo a 1-128 character X-Request-ID, else send a fresh 32-hex one (runner §3)."""
-    try:
-        response = await handler(request)
-    except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
-        # gin answers unknown routes and wrong methods alike with a plain-text 404.
-        response = _not_found()
+    response = await handler(request)
     if not response.prepared:
         response.headers["X-Request-ID"] = request[REQUEST_ID]
     return response
@@ -260,10 +257,7 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
     headers = _cors_headers(request.headers.get(hdrs.ORIGIN, ""))
     if request.method == "OPTIONS":
         return web.Response(status=204, headers=headers)
-    try:
-        response = await handler(request)
-    except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
-        response = _not_found()
+    response = await handler(request)
     if not response.prepared:
         response.headers.update(headers)
     return response
@@ -272,13 +266,20 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
 @web.middleware
 async def security_headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The runner's fixed security headers (preflights never reach this layer)."""
-    try:
-        response = await handler(request)
-    except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
-        response = _not_found()
+    response = await handler(request)
     if not response.prepared:
         response.headers.update(SECURITY_HEADERS)
     return response
+
+
+@web.middleware
+async def not_found_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """gin answers unknown routes and wrong methods alike with a plain-text 404; made here,
+    innermost, so every outer layer adds its headers to it like to any answer."""
+    try:
+        return await handler(request)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+        return _not_found()
 
 
 @web.middleware
@@ -716,6 +717,7 @@ def create_reference_runner(
             cors_middleware,
             security_headers_middleware,
             rate_limit_middleware,
+            not_found_middleware,
         ],
         client_max_size=CLIENT_MAX_SIZE,
     )
