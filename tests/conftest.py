@@ -279,3 +279,25 @@ async def _reference_runner(aiohttp_server: AiohttpServer) -> TestServer:
     from adapter.reference_runner import create_reference_runner
 
     return await aiohttp_server(create_reference_runner())
+
+
+class RawTcpUpstream:
+    """Base for raw TCP upstreams that misbehave on purpose: ``async with`` gives the port.
+
+    Subclasses implement ``_handle`` (one connection) and keep whatever they record.
+    """
+
+    server: asyncio.Server | None = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()

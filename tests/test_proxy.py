@@ -29,6 +29,7 @@ from adapter.proxy import (
 from tests.conftest import (
     GZIP_PAYLOAD,
     AdapterFactory,
+    RawTcpUpstream,
     RecordingUpstream,
     free_port,
     raw_exchange,
@@ -440,29 +441,18 @@ async def test_slow_but_moving_download_is_not_cut(
         assert await response.read() == b"slow done"
 
 
-class _DroppingUpstream:
+class _DroppingUpstream(RawTcpUpstream):
     """A raw TCP upstream that reads the request head, then closes without answering."""
 
     def __init__(self) -> None:
         self.connections = 0
         self.heads: list[bytes] = []
-        self.server: asyncio.Server | None = None
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         with contextlib.suppress(asyncio.IncompleteReadError):
             self.heads.append(await reader.readuntil(b"\r\n\r\n"))
         writer.close()
-
-    async def __aenter__(self) -> int:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        port: int = self.server.sockets[0].getsockname()[1]
-        return port
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "POST"])

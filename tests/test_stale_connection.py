@@ -8,10 +8,10 @@ import aiohttp
 import pytest
 
 from adapter.proxy import is_stale_connection_failure
-from tests.conftest import AdapterFactory
+from tests.conftest import AdapterFactory, RawTcpUpstream
 
 
-class _ClosesSecondRequest:
+class _ClosesSecondRequest(RawTcpUpstream):
     """Answers the first request of each connection (keep-alive), then reads the second
     request of that connection and closes without answering: a runner that timed the idle
     connection out just as the proxy reused it."""
@@ -19,7 +19,6 @@ class _ClosesSecondRequest:
     def __init__(self) -> None:
         self.requests: list[tuple[int, str]] = []
         self.connections = 0
-        self.server: asyncio.Server | None = None
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -46,16 +45,6 @@ class _ClosesSecondRequest:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         writer.close()
-
-    async def __aenter__(self) -> int:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        port: int = self.server.sockets[0].getsockname()[1]
-        return port
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
 
 
 @pytest.mark.parametrize(("method", "retried"), [("GET", True), ("HEAD", True), ("POST", False)])
