@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Final
+from typing import Any, Final
 
 import orjson
 import structlog
@@ -21,8 +21,8 @@ from prometheus_client import CollectorRegistry
 
 from adapter import __version__
 from adapter.admin import PROXY_APP, READINESS, Readiness, create_admin_app
-from adapter.config import Config
-from adapter.forwarding import X_REQUEST_ID, accept_request_id
+from adapter.config import DEFAULT_CLIENT_IDLE_TIMEOUT, Config
+from adapter.forwarding import X_REQUEST_ID, ClientIpPolicy, accept_request_id
 from adapter.log import get_logger
 from adapter.metrics import Metrics, route_label
 from adapter.proxy import (
@@ -42,6 +42,7 @@ from adapter.proxy import (
     pass_through,
     upstream_error_response,
 )
+from adapter.relay import UPSTREAM_POOL, RelayContext, RelayServer, UpstreamPool
 from adapter.submission import handle_jobs_submit
 from adapter.websocket import (
     OPEN_WEBSOCKETS,
@@ -52,11 +53,7 @@ from adapter.websocket import (
 
 # Status recorded for requests whose client went away before an answer (nginx's 499).
 CLIENT_CLOSED_REQUEST: Final = 499
-# A client connection with no request in progress is closed after this many seconds:
-# idle between keep-alive requests, or still sending its request headers. aiohttp's
-# keep-alive timer is its only limit on a client that never finishes its headers
-# (slowloris), and its default is 3630 s; 75 s is nginx's keepalive_timeout.
-CLIENT_IDLE_TIMEOUT: Final = 75.0
+CLIENT_IDLE_TIMEOUT: Final = DEFAULT_CLIENT_IDLE_TIMEOUT
 
 _log = get_logger("adapter.app")
 
@@ -160,9 +157,12 @@ async def _stamp_request_id(request: web.Request, response: web.StreamResponse) 
 async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     client = UpstreamClient.create(app[CONFIG])
     app[UPSTREAM] = client
+    pool = UpstreamPool(app[CONFIG])
+    app[UPSTREAM_POOL] = pool
     try:
         yield
     finally:
+        await pool.close()
         await client.close()
 
 
@@ -187,17 +187,41 @@ def create_app(
     return app
 
 
+class ProxyRunner(web.AppRunner):
+    """The proxy app's runner: plain requests go through ``adapter.relay``, the rest (and
+    every request when ``lean_relay`` is off) through aiohttp's server."""
+
+    def __init__(self, app: web.Application, *, client_idle_timeout: float, **kwargs: Any) -> None:
+        super().__init__(app, keepalive_timeout=client_idle_timeout, **kwargs)
+        self._client_idle_timeout = client_idle_timeout
+
+    async def _make_server(self) -> web.Server:
+        inner = await super()._make_server()
+        config = self.app[CONFIG]
+        if not config.lean_relay:
+            return inner
+        context = RelayContext(
+            config=config,
+            metrics=self.app[METRICS],
+            pool=self.app[UPSTREAM_POOL],
+            policy=ClientIpPolicy(config.trusted_proxy_hops, config.client_ip_header),
+            client_idle_timeout=self._client_idle_timeout,
+        )
+        return RelayServer(inner, context)
+
+
 def make_proxy_runner(
-    app: web.Application, *, client_idle_timeout: float = CLIENT_IDLE_TIMEOUT
+    app: web.Application, *, client_idle_timeout: float | None = None
 ) -> web.AppRunner:
-    """The AppRunner the proxy app must run under: raw request bodies, handler
-    cancellation on client disconnect, shutdown grace from the config, no access log
-    (the canonical line replaces it), idle client connections closed."""
-    return web.AppRunner(
+    """The runner the proxy app must run under: the lean relay in front, raw request
+    bodies, handler cancellation on client disconnect, shutdown grace from the config,
+    no access log (the canonical line replaces it), idle client connections closed."""
+    config = app[CONFIG]
+    return ProxyRunner(
         app,
+        client_idle_timeout=client_idle_timeout or config.client_idle_timeout,
         access_log=None,
-        shutdown_timeout=app[CONFIG].shutdown_grace,
-        keepalive_timeout=client_idle_timeout,
+        shutdown_timeout=config.shutdown_grace,
         **PROXY_SERVER_OPTIONS,
     )
 
@@ -211,6 +235,7 @@ def make_admin_runner(admin_app: web.Application) -> web.AppRunner:
 
 __all__ = (
     "CLIENT_IDLE_TIMEOUT",
+    "ProxyRunner",
     "create_admin_app",
     "create_app",
     "dispatch",

@@ -42,6 +42,11 @@ DEFAULT_ADMIN_PORT: Final = 9090
 DEFAULT_CONNECT_TIMEOUT: Final = 5.0
 DEFAULT_UPSTREAM_TIMEOUT: Final = 60.0
 DEFAULT_SHUTDOWN_GRACE: Final = 25.0
+# A client connection with no request in progress (idle between keep-alive requests, or
+# still sending its headers), or a request body or reader that stalls, is closed after
+# this long. aiohttp's default is 3630 s, which lets slowloris clients hold sockets;
+# 75 s is nginx's keepalive_timeout.
+DEFAULT_CLIENT_IDLE_TIMEOUT: Final = 75.0
 DEFAULT_TRUSTED_PROXY_HOPS: Final = 0
 DEFAULT_LOG_LEVEL: Final = "info"
 DEFAULT_LOG_FORMAT: Final = "json"
@@ -192,6 +197,10 @@ class Config:
     upstream_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
+    client_idle_timeout: float = DEFAULT_CLIENT_IDLE_TIMEOUT
+    # Plain requests are relayed by adapter.relay; false sends every request through
+    # aiohttp's server and client (the slower path, kept as an operator's escape hatch).
+    lean_relay: bool = True
     trusted_proxy_hops: int = DEFAULT_TRUSTED_PROXY_HOPS
     client_ip_header: str | None = None
     log_level: str = DEFAULT_LOG_LEVEL
@@ -222,6 +231,12 @@ class Config:
                 lambda n, r: parse_seconds(n, r, allow_zero=True, maximum=3600),
                 DEFAULT_SHUTDOWN_GRACE,
             ),
+            client_idle_timeout=read(
+                "ADAPTER_CLIENT_IDLE_TIMEOUT",
+                lambda n, r: parse_seconds(n, r, maximum=86400),
+                DEFAULT_CLIENT_IDLE_TIMEOUT,
+            ),
+            lean_relay=read("ADAPTER_LEAN_RELAY", parse_bool, True),
             trusted_proxy_hops=read(
                 "ADAPTER_TRUSTED_PROXY_HOPS",
                 lambda n, r: parse_int_range(n, r, 0, 32),

@@ -389,22 +389,25 @@ def _abort_mid_body(
     return response
 
 
-def upstream_error_response(request_id: str, exc: UpstreamError) -> web.Response:
-    """The 502/504 answer when the runner could not be reached or did not answer in time."""
+def upstream_error_answer(request_id: str, exc: UpstreamError) -> tuple[dict[str, str], bytes]:
+    """Headers and JSON body of the 502/504 answer (shared by both pass-through paths)."""
     if exc.kind == "timeout":
         code, message = "upstream_timeout", "The runner did not answer in time."
     else:
         code, message = "upstream_unavailable", "The runner could not be reached."
     body = orjson.dumps({"error": message, "error_code": code, "request_id": request_id})
-    return web.Response(
-        status=exc.status,
-        body=body,
-        content_type="application/json",
-        headers={
-            "Proxy-Status": f"{PROXY_NAME}; error={exc.proxy_status}",
-            "X-Request-ID": request_id,
-        },
-    )
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        "Proxy-Status": f"{PROXY_NAME}; error={exc.proxy_status}",
+        "X-Request-ID": request_id,
+    }
+    return headers, body
+
+
+def upstream_error_response(request_id: str, exc: UpstreamError) -> web.Response:
+    """The 502/504 answer when the runner could not be reached or did not answer in time."""
+    headers, body = upstream_error_answer(request_id, exc)
+    return web.Response(status=exc.status, body=body, headers=headers)
 
 
 async def pass_through(request: web.Request) -> web.StreamResponse:
@@ -440,6 +443,7 @@ __all__ = (
     "relay_response",
     "request_body",
     "request_stats",
+    "upstream_error_answer",
     "upstream_error_response",
     "upstream_headers",
 )

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from pytest_aiohttp import AiohttpServer
 
 from adapter.app import CLIENT_IDLE_TIMEOUT, create_app, make_proxy_runner
+from adapter.relay import RelayServer
 from adapter.config import Config
 from adapter.proxy import UPSTREAM
 from tests.conftest import AdapterFactory, RecordingUpstream, RunningAdapter
@@ -250,16 +251,19 @@ async def test_idle_connections_are_closed(
 
 
 async def test_default_idle_timeout_replaces_aiohttps_hour(upstream: RecordingUpstream) -> None:
-    """The served runner closes idle client connections after 75 s, not aiohttp's 3630 s."""
+    """Both client paths close idle connections after 75 s, not aiohttp's 3630 s: the lean
+    relay's sweep, and aiohttp's keep-alive timer on a connection handed over to it."""
     async with _adapter_with_idle_timeout(upstream, None) as (runner, port):
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-        assert runner.server is not None
-        for _ in range(100):  # bounded: until the server registered the connection
-            if runner.server.connections:
-                break
-            await asyncio.sleep(0.01)
-        [handler] = runner.server.connections
-        assert handler.keepalive_timeout == CLIENT_IDLE_TIMEOUT == 75.0
+        server = runner.server
+        assert isinstance(server, RelayServer)
+        assert server.context.client_idle_timeout == CLIENT_IDLE_TIMEOUT == 75.0
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        # HTTP/1.0 keep-alive is not the relay's: the connection goes to aiohttp.
+        writer.write(b"GET /ok HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200")
+        [handler] = server.connections
+        assert handler.keepalive_timeout == 75.0
         writer.close()
 
 

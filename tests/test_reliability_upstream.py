@@ -27,6 +27,7 @@ from aiohttp import web
 from yarl import URL
 
 from adapter.proxy import UPSTREAM
+from adapter.relay import UPSTREAM_POOL
 from tests.conftest import AdapterFactory, RunningAdapter, free_port
 
 TIMEOUT = 0.5
@@ -192,10 +193,14 @@ async def _settled(adapter: RunningAdapter, fds: int, tasks: int) -> tuple[int, 
 
 
 def _upstream_connections(adapter: RunningAdapter) -> tuple[int, int]:
-    """(connections in use, idle pooled connections) of the adapter's upstream connector."""
+    """(connections in use, idle pooled connections) to the runner, over both paths: the
+    lean relay's pool and aiohttp's connector."""
+    pool = adapter.app[UPSTREAM_POOL]
     connector = adapter.app[UPSTREAM].session.connector
     assert isinstance(connector, aiohttp.TCPConnector)
-    return len(connector._acquired), sum(len(c) for c in connector._conns.values())
+    in_use = len(connector._acquired) + pool.open_connections - pool.idle_connections
+    idle = sum(len(c) for c in connector._conns.values()) + pool.idle_connections
+    return in_use, idle
 
 
 FAULTS = [

@@ -1,0 +1,299 @@
+"""HTTP/1.1 message heads and body framing for the lean pass-through relay.
+
+Pure: bytes in, values out. The request parser is deliberately narrow: it accepts only
+the plain, common request (HTTP/1.1, origin-form target, visible-ASCII fields, at most
+one Content-Length, no Transfer-Encoding, Expect or Upgrade) and answers None for
+anything else, which the relay hands to aiohttp's vetted server instead. So the lean
+path never has to decide a question of HTTP's grey areas (request smuggling, obs-fold,
+absolute-form, 100-continue): aiohttp keeps answering those exactly as before.
+
+The response parser reads what the runner sends back; it is strict about framing
+(Content-Length and Transfer-Encoding) and lenient about field values, as clients are.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import Final
+
+# Methods the relay forwards itself; any other (CONNECT, TRACE, extension methods) goes
+# to aiohttp.
+LEAN_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# A head longer than this without its blank line is handed over (aiohttp answers 431/400).
+MAX_REQUEST_HEAD: Final = 8 * 1024
+# The runner's response head may be larger (cookies, CSP); past this it is a 502.
+MAX_RESPONSE_HEAD: Final = 64 * 1024
+HEAD_END: Final = b"\r\n\r\n"
+
+_FIELD_NAME: Final = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+# Every field line of a plain request: a token, a colon, visible ASCII, spaces or tabs.
+_REQUEST_FIELDS_RE: Final = re.compile(rf"(?:{_FIELD_NAME}:[\t -~]*\r\n)*")
+_TARGET_RE: Final = re.compile(r"/[!-~]*")
+# Response field values may carry obs-text (0x80-0xFF), as RFC 9110 §5.5 allows.
+_RESPONSE_FIELDS_RE: Final = re.compile(rf"(?:{_FIELD_NAME}:[\t\x20-\x7e\x80-\xff]*\r\n)*")
+_STATUS_LINE_RE: Final = re.compile(
+    r"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?"
+)
+_DIGITS_RE: Final = re.compile(r"[0-9]{1,18}")
+# Request fields that send a request to aiohttp when present at all.
+_HANDED_OVER_FIELDS: Final = frozenset({"transfer-encoding", "expect", "upgrade"})
+
+Fields = list[tuple[str, str]]
+
+
+class ResponseHeadError(ValueError):
+    """The runner's response head cannot be relayed (an RFC 9209 http_protocol_error)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHead:
+    """A plain HTTP/1.1 request head the relay can forward itself."""
+
+    method: str
+    target: str
+    fields: Fields
+    content_length: int
+    keep_alive: bool
+
+
+def connection_tokens(values: list[str]) -> set[str]:
+    """The lower-cased tokens of Connection field values."""
+    return {token.strip().lower() for value in values for token in value.split(",")} - {""}
+
+
+def parse_request_head(head: bytes) -> RequestHead | None:
+    """The request head (without its blank line), or None when aiohttp should take it."""
+    if not head.isascii():
+        return None
+    text = head.decode("ascii")
+    line_end = text.find("\r\n")
+    request_line = text if line_end < 0 else text[:line_end]
+    parts = request_line.split(" ")
+    if len(parts) != 3:
+        return None
+    method, target, version = parts
+    if version != "HTTP/1.1" or method not in LEAN_METHODS or not _TARGET_RE.fullmatch(target):
+        return None
+    fields: Fields = []
+    content_length = 0
+    lengths = hosts = 0
+    connection: list[str] = []
+    if line_end >= 0:
+        block = text[line_end + 2 :] + "\r\n"
+        if not _REQUEST_FIELDS_RE.fullmatch(block):
+            return None
+        for line in block[:-2].split("\r\n"):
+            name, _, value = line.partition(":")
+            value = value.strip(" \t")
+            fields.append((name, value))
+            lowered = name.lower()
+            if lowered == "content-length":
+                if not _DIGITS_RE.fullmatch(value):
+                    return None
+                lengths += 1
+                content_length = int(value)
+            elif lowered == "host":
+                hosts += 1
+            elif lowered == "connection":
+                connection.append(value)
+            elif lowered in _HANDED_OVER_FIELDS:
+                return None
+    if lengths > 1 or hosts != 1:
+        return None
+    tokens = connection_tokens(connection) if connection else set()
+    if "upgrade" in tokens:
+        return None
+    return RequestHead(method, target, fields, content_length, "close" not in tokens)
+
+
+class Framing(enum.Enum):
+    """How the end of a response body is found."""
+
+    NONE = "none"  # HEAD, 1xx, 204, 304: no body whatever the fields say
+    LENGTH = "length"  # Content-Length bytes
+    CHUNKED = "chunked"  # chunked coding, relayed verbatim
+    CLOSE = "close"  # until the runner closes the connection (re-chunked for the client)
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHead:
+    """A response head from the runner and what it means for framing and reuse."""
+
+    status: int
+    reason: str
+    fields: Fields
+    framing: Framing
+    content_length: int
+    reusable: bool
+
+
+def parse_response_head(head: bytes, request_method: str) -> ResponseHead:
+    """Parse the runner's response head (without its blank line).
+
+    Raises ResponseHeadError on a malformed status line or fields, a Transfer-Encoding
+    other than ``chunked``, or conflicting Content-Length values.
+    """
+    text = head.decode("latin-1")
+    line_end = text.find("\r\n")
+    status_line = text if line_end < 0 else text[:line_end]
+    match = _STATUS_LINE_RE.fullmatch(status_line)
+    if match is None:
+        raise ResponseHeadError(f"bad status line {status_line[:80]!r}")
+    minor, status, reason = int(match[1]), int(match[2]), match[3] or ""
+    fields: Fields = []
+    lengths: set[str] = set()
+    codings: list[str] = []
+    connection: list[str] = []
+    if line_end >= 0:
+        block = text[line_end + 2 :] + "\r\n"
+        if not _RESPONSE_FIELDS_RE.fullmatch(block):
+            raise ResponseHeadError("malformed header field")
+        for line in block[:-2].split("\r\n"):
+            name, _, value = line.partition(":")
+            value = value.strip(" \t")
+            fields.append((name, value))
+            lowered = name.lower()
+            if lowered == "content-length":
+                lengths.add(value)
+            elif lowered == "transfer-encoding":
+                codings.extend(c.strip().lower() for c in value.split(",") if c.strip())
+            elif lowered == "connection":
+                connection.append(value)
+    reusable = minor == 1 and "close" not in connection_tokens(connection)
+    content_length = 0
+    if codings:
+        if codings != ["chunked"]:
+            raise ResponseHeadError(f"unsupported transfer coding {','.join(codings)!r}")
+        framing = Framing.CHUNKED
+        # RFC 9112 §6.3: with both, Transfer-Encoding wins and the connection is not reused.
+        reusable = reusable and not lengths
+    elif lengths:
+        if len(lengths) != 1 or not _DIGITS_RE.fullmatch(next(iter(lengths))):
+            raise ResponseHeadError("invalid Content-Length")
+        framing = Framing.LENGTH
+        content_length = int(next(iter(lengths)))
+    else:
+        framing = Framing.CLOSE
+    if request_method == "HEAD" or status < 200 or status in (204, 304):
+        framing = Framing.NONE
+    # Only a body read to EOF, or a switch of protocols, ends the connection's HTTP use;
+    # a 204/304/HEAD answer without Content-Length leaves it reusable.
+    if framing is Framing.CLOSE or status == 101:
+        reusable = False
+    return ResponseHead(status, reason, fields, framing, content_length, reusable)
+
+
+class ChunkedError(ValueError):
+    """The runner's chunked body is malformed."""
+
+
+class _Chunk(enum.Enum):
+    SIZE = 1
+    DATA = 2
+    DATA_END = 3
+    TRAILER = 4
+
+
+_MAX_CHUNK_LINE: Final = 4096
+
+
+class ChunkedScanner:
+    """Finds where a chunked body ends, without changing a byte of it.
+
+    ``feed`` returns the index just past the terminating blank line when the body ends
+    inside ``data``, else -1 (feed more). Chunk extensions and trailers are passed on.
+    """
+
+    __slots__ = ("_line", "_remaining", "_state")
+
+    def __init__(self) -> None:
+        self._state = _Chunk.SIZE
+        self._remaining = 0
+        self._line = bytearray()
+
+    def feed(self, data: bytes) -> int:
+        """Scan ``data``; raise ChunkedError on bad framing."""
+        pos, end = 0, len(data)
+        while pos < end:
+            if self._state is _Chunk.DATA:
+                take = min(self._remaining, end - pos)
+                pos += take
+                self._remaining -= take
+                if self._remaining == 0:
+                    self._state = _Chunk.DATA_END
+                continue
+            newline = data.find(b"\n", pos)
+            if newline < 0:
+                self._line += data[pos:]
+                if len(self._line) > _MAX_CHUNK_LINE:
+                    raise ChunkedError("chunk line too long")
+                return -1
+            self._line += data[pos : newline + 1]
+            pos = newline + 1
+            line = bytes(self._line)
+            self._line.clear()
+            if not line.endswith(b"\r\n") or len(line) > _MAX_CHUNK_LINE:
+                raise ChunkedError("chunk line not CRLF-terminated")
+            if self._state is _Chunk.SIZE:
+                size_text = line[:-2].split(b";", 1)[0].strip(b" \t")
+                if not size_text or not all(c in b"0123456789abcdefABCDEF" for c in size_text):
+                    raise ChunkedError(f"bad chunk size {size_text[:20]!r}")
+                self._remaining = int(size_text, 16)
+                self._state = _Chunk.DATA if self._remaining else _Chunk.TRAILER
+            elif self._state is _Chunk.DATA_END:
+                if line != b"\r\n":
+                    raise ChunkedError("chunk data longer than its size")
+                self._state = _Chunk.SIZE
+            elif line == b"\r\n":  # the blank line after the last chunk and its trailers
+                return pos
+        return -1
+
+
+def rechunk(data: bytes) -> bytes:
+    """One chunk of the chunked coding (a close-delimited body relayed to the client).
+
+    Empty data gives no bytes: a zero-size chunk would be the last chunk and end the body.
+    """
+    return b"%x\r\n%b\r\n" % (len(data), data) if data else b""
+
+
+LAST_CHUNK: Final = b"0\r\n\r\n"
+
+
+def serialize_request_head(method: str, target: str, fields: Fields) -> bytes:
+    """The request head for the runner, blank line included."""
+    lines = [f"{method} {target} HTTP/1.1\r\n"]
+    lines.extend(f"{name}: {value}\r\n" for name, value in fields)
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1")
+
+
+def serialize_response_head(status: int, reason: str, fields: Fields) -> bytes:
+    """The response head for the client, blank line included."""
+    lines = [f"HTTP/1.1 {status} {reason}\r\n"]
+    lines.extend(f"{name}: {value}\r\n" for name, value in fields)
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1")
+
+
+__all__ = (
+    "HEAD_END",
+    "LAST_CHUNK",
+    "LEAN_METHODS",
+    "MAX_REQUEST_HEAD",
+    "MAX_RESPONSE_HEAD",
+    "ChunkedError",
+    "ChunkedScanner",
+    "Framing",
+    "RequestHead",
+    "ResponseHead",
+    "ResponseHeadError",
+    "connection_tokens",
+    "parse_request_head",
+    "parse_response_head",
+    "rechunk",
+    "serialize_request_head",
+    "serialize_response_head",
+)

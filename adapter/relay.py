@@ -1,0 +1,1008 @@
+"""The lean pass-through relay: plain HTTP/1.1 requests forwarded on raw asyncio protocols.
+
+Why it exists: aiohttp's web server plus its client cost about 300 µs of CPU per proxied
+request on the bench machine (issue 6); most of that is machinery a byte relay does not
+need. Here a client connection parses each request head once (``http1``), applies the
+same header rules as the aiohttp path (``forwarding``), writes head and body to a pooled
+upstream connection, and moves the answer back transport to transport, with flow control
+both ways so memory stays flat.
+
+What it does not do, it hands over: the first request that is not plain (the jobs-submit
+route, WebSocket and other upgrades, ``Expect``, chunked uploads, HTTP/1.0, absolute-form
+targets, any head ``http1`` does not accept) switches the connection, with every byte
+already read, to aiohttp's request handler for the rest of its life. So the rewrite,
+the WebSocket relay and aiohttp's answers to malformed requests are exactly as before.
+
+Timeouts are checked by one sweep per server (every ``sweep_interval`` seconds) instead
+of timers per request: an idle or half-sent head is closed after the client idle
+timeout; a request body or a client reader that makes no progress for that long is
+abandoned; a runner that sends nothing for ``upstream_timeout`` gets a 504 (or, mid-body,
+the client connection is aborted, as on the aiohttp path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Final
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from adapter.config import Config
+from adapter.forwarding import (
+    X_REQUEST_ID,
+    ClientIpPolicy,
+    ForwardedFacts,
+    accept_request_id,
+    build_upstream_headers,
+    strip_hop_by_hop,
+)
+from adapter.http1 import (
+    HEAD_END,
+    LAST_CHUNK,
+    MAX_REQUEST_HEAD,
+    MAX_RESPONSE_HEAD,
+    ChunkedError,
+    ChunkedScanner,
+    Framing,
+    RequestHead,
+    ResponseHead,
+    ResponseHeadError,
+    parse_request_head,
+    parse_response_head,
+    rechunk,
+    serialize_request_head,
+    serialize_response_head,
+)
+from adapter.log import get_logger
+from adapter.metrics import Metrics, route_label
+from adapter.proxy import (
+    JOBS_SUBMIT_PATH,
+    SAFE_METHODS,
+    UpstreamError,
+    new_request_id,
+    upstream_error_answer,
+)
+
+# Status recorded when the client went away before the answer was complete (nginx's 499).
+CLIENT_CLOSED_REQUEST: Final = 499
+# A pooled runner connection unused for this long is closed (aiohttp's client default),
+# before the runner's own idle timeout can race a request sent on it.
+POOL_IDLE_TIMEOUT: Final = 15.0
+# Client bytes buffered ahead of the exchange in progress (pipelined requests, or a body
+# waiting for the runner connection) before the client is paused.
+CLIENT_BUFFER_LIMIT: Final = 256 * 1024
+_TIMEOUT_SWEEPS_PER_PERIOD: Final = 4
+_MAX_SWEEP_INTERVAL: Final = 1.0
+_MIN_SWEEP_INTERVAL: Final = 0.05
+# How long stopping waits for the runner connections to finish closing.
+_POOL_CLOSE_WAIT: Final = 1.0
+
+_log = get_logger("adapter.relay")
+
+
+def sweep_interval(*timeouts: float) -> float:
+    """How often timeouts are checked: a quarter of the shortest, within [0.05, 1] s."""
+    return min(max(min(timeouts) / _TIMEOUT_SWEEPS_PER_PERIOD, _MIN_SWEEP_INTERVAL), _MAX_SWEEP_INTERVAL)
+
+
+def hands_over(head: RequestHead) -> bool:
+    """Plain requests the relay still leaves to aiohttp: the jobs-submit route."""
+    return head.method == "POST" and head.target.split("?", 1)[0] == JOBS_SUBMIT_PATH
+
+
+def connect_failure(exc: BaseException) -> UpstreamError:
+    """Map a failure to open a runner connection to an UpstreamError."""
+    detail = type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        return UpstreamError("timeout", "connection_timeout", detail)
+    if isinstance(exc, socket.gaierror):
+        return UpstreamError("connect", "dns_error", detail)
+    return UpstreamError("connect", "connection_refused", detail)
+
+
+@dataclass(slots=True)
+class RelayContext:
+    """What every connection of one proxy port shares."""
+
+    config: Config
+    metrics: Metrics
+    pool: UpstreamPool
+    policy: ClientIpPolicy
+    client_idle_timeout: float
+    draining: bool = False
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One connection to the runner; owned by an exchange or idle in the pool."""
+
+    __slots__ = ("closed", "exchange", "idle_since", "pool", "transport")
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.exchange: Exchange | None = None
+        self.idle_since = 0.0
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        exchange = self.exchange
+        if exchange is None:  # nothing was asked: the connection is out of step
+            self.close()
+            return
+        exchange.upstream_data(data)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.closed = True
+        exchange = self.exchange
+        self.exchange = None
+        self.pool.forget(self)
+        if exchange is not None:
+            exchange.upstream_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.client.pause_reading("upstream")
+
+    def resume_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.client.resume_reading("upstream")
+
+    def close(self) -> None:
+        """Close gracefully; the pool forgets the connection when it is gone."""
+        self.exchange = None
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Close at once (the runner sees a reset): the request was abandoned."""
+        self.exchange = None
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class UpstreamPool:
+    """Keep-alive connections to the runner, most recently used first."""
+
+    def __init__(self, config: Config) -> None:
+        url = config.upstream_url
+        assert url.raw_host is not None, "checked by Config"
+        assert url.port is not None, "http(s) URLs always have a port"
+        self._host = url.raw_host
+        self._port = url.port
+        self._ssl: ssl.SSLContext | None = (
+            ssl.create_default_context() if url.scheme == "https" else None
+        )
+        self._connect_timeout = config.upstream_connect_timeout
+        self._idle: list[UpstreamConnection] = []
+        self._all: set[UpstreamConnection] = set()
+        self._gone: asyncio.Event | None = None
+
+    def acquire(self) -> UpstreamConnection | None:
+        """An idle connection that still looks open, or None."""
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            transport = conn.transport
+            if not conn.closed and transport is not None and not transport.is_closing():
+                return conn
+            conn.close()
+        return None
+
+    async def connect(self) -> UpstreamConnection:
+        """A new connection; raises UpstreamError."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                _, conn = await loop.create_connection(
+                    lambda: UpstreamConnection(self),
+                    self._host,
+                    self._port,
+                    ssl=self._ssl,
+                    server_hostname=self._host if self._ssl else None,
+                )
+        except (TimeoutError, OSError) as exc:
+            raise connect_failure(exc) from exc
+        self._all.add(conn)
+        return conn
+
+    def release(self, conn: UpstreamConnection, now: float) -> None:
+        """Return a connection whose last exchange ended cleanly."""
+        conn.exchange = None
+        conn.idle_since = now
+        self._idle.append(conn)
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        """A connection closed: drop every reference to it."""
+        self._all.discard(conn)
+        if conn in self._idle:
+            self._idle.remove(conn)
+        if not self._all and self._gone is not None:
+            self._gone.set()
+
+    def sweep(self, now: float) -> None:
+        """Close connections idle for longer than POOL_IDLE_TIMEOUT."""
+        stale = [conn for conn in self._idle if now - conn.idle_since > POOL_IDLE_TIMEOUT]
+        for conn in stale:
+            self._idle.remove(conn)
+            conn.close()
+
+    @property
+    def open_connections(self) -> int:
+        """Connections open now, idle or in use."""
+        return len(self._all)
+
+    @property
+    def idle_connections(self) -> int:
+        """Connections waiting in the pool for the next request."""
+        return len(self._idle)
+
+    async def close(self) -> None:
+        """Close every connection (the app is stopping) and wait until they are gone,
+        so the runner has seen every close before the loop stops."""
+        self._idle.clear()
+        if not self._all:
+            return
+        self._gone = asyncio.Event()
+        for conn in list(self._all):
+            conn.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_POOL_CLOSE_WAIT):
+                await self._gone.wait()
+        self._all.clear()
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client connection on the lean path, until it closes or is handed over."""
+
+    def __init__(self, server: RelayServer) -> None:
+        self.server = server
+        self.context = server.context
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.peer_ip: str | None = None
+        self.scheme = "http"
+        self.buffer = bytearray()
+        self.exchange: Exchange | None = None
+        self.idle_since = 0.0
+        self.progress = 0.0
+        self.write_paused = False
+        self._read_pauses: set[str] = set()
+        self.closed = False
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer_ip = peer[0] if isinstance(peer, tuple) and peer else None
+        if transport.get_extra_info("sslcontext") is not None:
+            self.scheme = "https"
+        self.idle_since = self.progress = self.loop.time()
+        self.server.track(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.progress = self.loop.time()
+            exchange = self.exchange
+            if exchange is not None and exchange.body_remaining:
+                data = exchange.client_body(data)
+                if not data:
+                    return
+            self.buffer += data
+            if self.exchange is None:
+                self.start_next()
+            elif len(self.buffer) > CLIENT_BUFFER_LIMIT:
+                self.pause_reading("buffer")
+        except Exception:
+            self.internal_error()
+
+    def eof_received(self) -> bool:
+        # A client that half-closes is treated as gone, as aiohttp and nginx do: the
+        # transport closes, connection_lost abandons the exchange and the runner sees it.
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.closed = True
+        self.server.untrack(self)
+        exchange = self.exchange
+        self.exchange = None
+        if exchange is not None:
+            exchange.client_lost()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.exchange is not None:
+            self.exchange.pause_upstream_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self.progress = self.loop.time()
+        if self.exchange is not None:
+            self.exchange.resume_upstream_reading()
+
+    # Reading from the client
+
+    def pause_reading(self, reason: str) -> None:
+        """Stop reading from the client for ``reason`` until resumed for it."""
+        if not self._read_pauses and self.transport is not None:
+            self.transport.pause_reading()
+        self._read_pauses.add(reason)
+
+    def resume_reading(self, reason: str) -> None:
+        """Lift one reason for not reading; read again when none is left."""
+        if reason in self._read_pauses:
+            self._read_pauses.discard(reason)
+            if not self._read_pauses and self.transport is not None and not self.closed:
+                self.transport.resume_reading()
+
+    def take_body(self, limit: int) -> bytes:
+        """Up to ``limit`` body bytes already buffered behind the head."""
+        if not limit or not self.buffer:
+            return b""
+        body = bytes(self.buffer[:limit])
+        del self.buffer[:limit]
+        return body
+
+    def start_next(self) -> None:
+        """Start the next buffered request: on the lean path, or handed to aiohttp."""
+        buffer = self.buffer
+        end = buffer.find(HEAD_END)
+        if end < 0:
+            if len(buffer) > MAX_REQUEST_HEAD:
+                self.hand_over()
+            return
+        if self.context.draining:
+            self.close()
+            return
+        head = parse_request_head(bytes(buffer[:end]))
+        if head is None or hands_over(head):
+            self.hand_over()
+            return
+        del buffer[: end + len(HEAD_END)]
+        self.exchange = Exchange(self, head)
+        self.exchange.start()
+
+    def hand_over(self) -> None:
+        """Give the connection, and every byte read so far, to aiohttp's handler."""
+        transport = self.transport
+        assert transport is not None
+        self.server.untrack(self)
+        handler = self.server.inner()
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        if self._read_pauses:
+            self._read_pauses.clear()
+            transport.resume_reading()
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        if data:
+            handler.data_received(data)
+
+    # Ending an exchange
+
+    def exchange_done(self, keep_alive: bool) -> None:
+        """The answer is written: wait for the next request or close."""
+        self.exchange = None
+        if self.closed:
+            return
+        if not keep_alive or self.context.draining:
+            self.close()
+            return
+        self.idle_since = self.loop.time()
+        self.resume_reading("buffer")
+        if self.buffer:
+            self.start_next()
+
+    def close(self) -> None:
+        """Close after what is written has been sent."""
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Close at once: a truncated answer must never look complete."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    def write(self, data: bytes) -> None:
+        """Write to the client unless it has gone."""
+        if not self.closed and self.transport is not None:
+            self.transport.write(data)
+
+    def check_timeouts(self, now: float) -> None:
+        """Called by the sweep: close idle connections, time out stalled exchanges."""
+        exchange = self.exchange
+        if exchange is None:
+            if now - self.idle_since > self.context.client_idle_timeout:
+                self.close()
+            return
+        exchange.check_timeouts(now)
+
+    def internal_error(self) -> None:
+        """A bug on the lean path: log it, answer 502 if nothing was sent, close."""
+        _log.exception("relay_internal_error")
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.internal_error()
+        else:
+            self.abort()
+
+
+class Exchange:
+    """One request on the lean path: forwarded to the runner, its answer relayed back."""
+
+    __slots__ = (
+        "aborted",
+        "body_remaining",
+        "bytes_in",
+        "bytes_out",
+        "chunks",
+        "client",
+        "client_ip",
+        "connect_task",
+        "done",
+        "head",
+        "keep_alive",
+        "pending",
+        "request_id",
+        "request_sent",
+        "response",
+        "response_buffer",
+        "response_remaining",
+        "retried",
+        "reused",
+        "route",
+        "started",
+        "status",
+        "upstream",
+        "upstream_error",
+        "upstream_ms",
+        "upstream_paused",
+        "upstream_progress",
+        "upstream_reusable",
+    )
+
+    def __init__(self, client: ClientConnection, head: RequestHead) -> None:
+        self.client = client
+        self.head = head
+        self.started = client.loop.time()
+        self.route = route_label(head.method, head.target)
+        self.body_remaining = head.content_length
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.status = CLIENT_CLOSED_REQUEST
+        self.upstream: UpstreamConnection | None = None
+        self.connect_task: asyncio.Task[None] | None = None
+        self.pending: list[bytes] | None = None
+        self.response: ResponseHead | None = None
+        self.response_buffer: bytearray | None = bytearray()
+        self.response_remaining = 0
+        self.chunks: ChunkedScanner | None = None
+        self.request_sent = False
+        self.reused = False
+        self.retried = False
+        self.done = False
+        self.keep_alive = head.keep_alive
+        self.upstream_paused = False
+        self.upstream_reusable = False
+        self.upstream_progress = self.started
+        self.upstream_ms: float | None = None
+        self.upstream_error: str | None = None
+        self.aborted: str | None = None
+        self.client_ip: str | None = client.peer_ip
+        self.request_id = ""
+
+    # Sending the request
+
+    def _upstream_fields(self) -> tuple[list[tuple[str, str]], str | None]:
+        """The header rules of ``forwarding``, as on the aiohttp path."""
+        context = self.client.context
+        incoming = CIMultiDict(self.head.fields)
+        if not self.request_id:
+            self.request_id = accept_request_id(incoming, new_request_id)
+        facts = ForwardedFacts(self.client.peer_ip, self.client.scheme, self.request_id)
+        headers, origin = build_upstream_headers(
+            incoming, facts, context.config.upstream_url, context.policy
+        )
+        return list(headers.items()), origin.client_ip
+
+    def start(self) -> None:
+        """Build the upstream head, then send on a pooled connection or open one."""
+        context = self.client.context
+        headers, self.client_ip = self._upstream_fields()
+        body = self.client.take_body(self.body_remaining)
+        self.body_remaining -= len(body)
+        self.bytes_in += len(body)
+        self.pending = [serialize_request_head(self.head.method, self.head.target, headers), body]
+        context.metrics.inflight.inc()
+        conn = context.pool.acquire()
+        if conn is not None:
+            self.attach(conn, reused=True)
+        else:
+            self.connect()
+
+    def connect(self) -> None:
+        """Open a new runner connection in a task (the only task on this path)."""
+        self.connect_task = asyncio.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        pool = self.client.context.pool
+        try:
+            conn = await pool.connect()
+        except UpstreamError as exc:
+            self.connect_task = None
+            if not self.done:
+                self.fail(exc)
+            return
+        self.connect_task = None
+        if self.done:
+            pool.release(conn, self.client.loop.time())
+            return
+        self.attach(conn, reused=False)
+
+    def attach(self, conn: UpstreamConnection, *, reused: bool) -> None:
+        """Send what is pending on ``conn``; the rest of the body follows as it arrives."""
+        self.upstream = conn
+        self.reused = reused
+        conn.exchange = self
+        assert conn.transport is not None
+        assert self.pending is not None
+        conn.transport.write(b"".join(self.pending))
+        self.pending = None
+        self.upstream_progress = self.client.loop.time()
+        if self.body_remaining == 0:
+            self.request_sent = True
+        if self.client.write_paused:
+            self.pause_upstream_reading()
+        self.client.resume_reading("pending")
+
+    def client_body(self, data: bytes) -> bytes:
+        """Forward body bytes; return what lies beyond this request's body."""
+        remaining = self.body_remaining
+        if len(data) <= remaining:
+            part, rest = data, b""
+        else:
+            part, rest = data[:remaining], data[remaining:]
+        self.body_remaining = remaining - len(part)
+        self.bytes_in += len(part)
+        upstream = self.upstream
+        if upstream is not None and upstream.transport is not None:
+            upstream.transport.write(part)
+        elif self.pending is not None:
+            self.pending.append(part)
+            if sum(map(len, self.pending)) > CLIENT_BUFFER_LIMIT:
+                self.client.pause_reading("pending")
+        if self.body_remaining == 0:
+            self.request_sent = True
+            self.upstream_progress = self.client.loop.time()
+        return rest
+
+    # Relaying the answer
+
+    def upstream_data(self, data: bytes) -> None:
+        """Bytes from the runner: the head first, then the body."""
+        try:
+            self.upstream_progress = self.client.loop.time()
+            if self.response is None:
+                self._read_head(data)
+            else:
+                self._relay_body(data)
+        except Exception:
+            self.client.internal_error()
+
+    def _read_head(self, data: bytes) -> None:
+        buffer = self.response_buffer
+        assert buffer is not None
+        buffer += data
+        end = buffer.find(HEAD_END)
+        if end < 0:
+            if len(buffer) > MAX_RESPONSE_HEAD:
+                self.fail(UpstreamError("protocol", "http_response_incomplete", "HeadTooLarge"))
+            return
+        try:
+            response = parse_response_head(bytes(buffer[:end]), self.head.method)
+        except ResponseHeadError as exc:
+            self.fail(UpstreamError("protocol", "http_protocol_error", str(exc)))
+            return
+        rest = bytes(buffer[end + len(HEAD_END) :])
+        if response.status < 200:  # interim answers (100, 103) are not relayed
+            if response.status == 101:
+                self.fail(UpstreamError("protocol", "http_protocol_error", "unasked 101"))
+                return
+            buffer.clear()
+            if rest:
+                self._read_head(rest)
+            return
+        self.response_buffer = None
+        self._start_response(response, rest)
+
+    def _start_response(self, response: ResponseHead, rest: bytes) -> None:
+        self.response = response
+        self.status = response.status
+        self.upstream_ms = (self.client.loop.time() - self.started) * 1000
+        self.upstream_reusable = response.reusable
+        self.keep_alive = (
+            self.keep_alive and self.body_remaining == 0 and not self.client.context.draining
+        )
+        fields = strip_hop_by_hop(CIMultiDict(response.fields))
+        fields[X_REQUEST_ID] = self.request_id
+        framing = response.framing
+        if framing is Framing.CHUNKED or framing is Framing.CLOSE:
+            fields.popall("Content-Length", None)
+            fields["Transfer-Encoding"] = "chunked"
+        if not self.keep_alive:
+            fields["Connection"] = "close"
+        head = serialize_response_head(response.status, response.reason, list(fields.items()))
+        if framing is Framing.NONE:
+            self.upstream_reusable = self.upstream_reusable and not rest
+            self.client.write(head)
+            self.finish()
+        elif framing is Framing.LENGTH:
+            self.response_remaining = response.content_length
+            self._relay_length(rest, head)
+        elif framing is Framing.CHUNKED:
+            self.chunks = ChunkedScanner()
+            self._relay_chunked(rest, head)
+        else:
+            self.client.write(head + rechunk(rest) if rest else head)
+            self.bytes_out += len(rest)
+
+    def _relay_body(self, data: bytes) -> None:
+        response = self.response
+        assert response is not None
+        framing = response.framing
+        if framing is Framing.LENGTH:
+            self._relay_length(data, b"")
+        elif framing is Framing.CHUNKED:
+            self._relay_chunked(data, b"")
+        elif framing is Framing.CLOSE:
+            self.client.write(rechunk(data))
+            self.bytes_out += len(data)
+        else:  # bytes after a body-less answer: the connection is out of step
+            self.upstream_reusable = False
+
+    def _relay_length(self, data: bytes, head: bytes) -> None:
+        remaining = self.response_remaining
+        if len(data) >= remaining:
+            part = data[:remaining] if len(data) > remaining else data
+            self.upstream_reusable = self.upstream_reusable and len(data) == remaining
+            self.response_remaining = 0
+            self.bytes_out += len(part)
+            self.client.write(head + part if head else part)
+            self.finish()
+            return
+        self.response_remaining = remaining - len(data)
+        self.bytes_out += len(data)
+        self.client.write(head + data if head else data)
+
+    def _relay_chunked(self, data: bytes, head: bytes) -> None:
+        assert self.chunks is not None
+        try:
+            end = self.chunks.feed(data)
+        except ChunkedError as exc:
+            if head:
+                self.client.write(head)
+            self.abort_mid_body(UpstreamError("protocol", "http_response_incomplete", str(exc)))
+            return
+        if end < 0:
+            self.bytes_out += len(data)
+            self.client.write(head + data if head else data)
+            return
+        self.upstream_reusable = self.upstream_reusable and end == len(data)
+        part = data[:end]
+        self.bytes_out += len(part)
+        self.client.write(head + part if head else part)
+        self.finish()
+
+    def upstream_lost(self, exc: BaseException | None) -> None:
+        """The runner connection closed while this exchange owned it."""
+        self.upstream = None
+        if self.done:
+            return
+        response = self.response
+        detail = type(exc).__name__ if exc is not None else "ServerDisconnected"
+        if response is None:
+            if self._may_retry():
+                self.retried = True
+                _log.info(
+                    "stale_connection_retry",
+                    method=self.head.method,
+                    error=detail,
+                    request_id=self.request_id,
+                )
+                self.pending = [self._rebuild_request()]
+                self.response_buffer = bytearray()
+                self.connect()
+                return
+            self.fail(UpstreamError("reset", "connection_terminated", detail))
+        elif response.framing is Framing.CLOSE:
+            self.upstream_reusable = False
+            self.client.write(LAST_CHUNK)
+            self.finish()
+        else:
+            self.abort_mid_body(UpstreamError("protocol", "http_response_incomplete", detail))
+
+    def _may_retry(self) -> bool:
+        """RFC 9112 §9.3.1: a safe request without a body, sent on a pooled connection
+        that closed before answering anything, is sent once more on a fresh one."""
+        return (
+            self.reused
+            and not self.retried
+            and self.head.method in SAFE_METHODS
+            and self.head.content_length == 0
+            and not self.response_buffer
+        )
+
+    def _rebuild_request(self) -> bytes:
+        headers, _ = self._upstream_fields()
+        return serialize_request_head(self.head.method, self.head.target, headers)
+
+    # Flow control from the client side
+
+    def pause_upstream_reading(self) -> None:
+        """The client is not keeping up: stop reading the runner."""
+        upstream = self.upstream
+        if upstream is not None and upstream.transport is not None and not self.upstream_paused:
+            upstream.transport.pause_reading()
+            self.upstream_paused = True
+
+    def resume_upstream_reading(self) -> None:
+        """The client drained: read the runner again."""
+        upstream = self.upstream
+        self.upstream_progress = self.client.loop.time()
+        if upstream is not None and upstream.transport is not None and self.upstream_paused:
+            self.upstream_paused = False
+            upstream.transport.resume_reading()
+
+    # Failures
+
+    def fail(self, exc: UpstreamError) -> None:
+        """No answer head was relayed: answer 502/504 ourselves."""
+        self.upstream_error = exc.kind
+        _log.warning("upstream_failed", kind=exc.kind, error=exc.detail, request_id=self.request_id)
+        headers, body = upstream_error_answer(self.request_id, exc)
+        self.status = exc.status
+        self.upstream_reusable = False
+        self.keep_alive = self.keep_alive and self.body_remaining == 0
+        fields = [*headers.items(), ("Content-Length", str(len(body)))]
+        if not self.keep_alive:
+            fields.append(("Connection", "close"))
+        reason = "Gateway Timeout" if exc.status == 504 else "Bad Gateway"
+        self.bytes_out += len(body)
+        self.client.write(serialize_response_head(exc.status, reason, fields) + body)
+        self.finish()
+
+    def abort_mid_body(self, exc: UpstreamError) -> None:
+        """The runner failed after the head went out: abort the client connection."""
+        self.upstream_error = exc.kind
+        self.aborted = "upstream"
+        self.upstream_reusable = False
+        self.keep_alive = False
+        _log.warning(
+            "upstream_failed_mid_body",
+            kind=exc.kind,
+            error=exc.detail,
+            request_id=self.request_id,
+        )
+        self.client.abort()
+        self.finish()
+
+    def client_lost(self) -> None:
+        """The client went away: abandon the runner connection so it sees the abort."""
+        if self.done:
+            return
+        self.aborted = self.aborted or "client"
+        self.status = CLIENT_CLOSED_REQUEST
+        self.upstream_reusable = False
+        _log.info("client_disconnected", request_id=self.request_id)
+        self.finish()
+
+    def check_timeouts(self, now: float) -> None:
+        """The sweep's check: a stalled client or a silent runner ends the exchange."""
+        client = self.client
+        idle_limit = client.context.client_idle_timeout
+        if (self.body_remaining or client.write_paused) and now - client.progress > idle_limit:
+            self.aborted = "client_timeout"
+            self.keep_alive = False
+            self.upstream_reusable = False
+            _log.info("client_timeout", request_id=self.request_id)
+            client.abort()
+            self.finish()
+            return
+        if (
+            self.request_sent
+            and self.upstream is not None
+            and not self.upstream_paused
+            and now - self.upstream_progress > client.context.config.upstream_timeout
+        ):
+            if self.response is None:
+                self.fail(UpstreamError("timeout", "http_response_timeout", "ReadTimeout"))
+            else:
+                self.abort_mid_body(
+                    UpstreamError("timeout", "http_response_timeout", "ReadTimeout")
+                )
+
+    def internal_error(self) -> None:
+        """A bug: answer 502 if nothing was relayed yet, else abort; never hang."""
+        self.upstream_reusable = False
+        self.keep_alive = False
+        if self.response is None and not self.done:
+            body = (
+                b'{"error":"The adapter failed while handling the request.",'
+                b'"error_code":"adapter_error","request_id":"' + self.request_id.encode() + b'"}'
+            )
+            fields = [
+                ("Content-Type", "application/json; charset=utf-8"),
+                ("Proxy-Status", "beacon-adapter; error=proxy_internal_error"),
+                ("X-Request-ID", self.request_id),
+                ("Content-Length", str(len(body))),
+                ("Connection", "close"),
+            ]
+            self.status = 502
+            self.client.write(serialize_response_head(502, "Bad Gateway", fields) + body)
+            self.finish()
+        else:
+            self.client.abort()
+            self.finish()
+
+    # The end
+
+    def finish(self) -> None:
+        """Record the request, return or drop the runner connection, free the client."""
+        if self.done:
+            return
+        self.done = True
+        client = self.client
+        context = client.context
+        now = client.loop.time()
+        if self.connect_task is not None:
+            self.connect_task.cancel()
+            self.connect_task = None
+        upstream = self.upstream
+        self.upstream = None
+        if upstream is not None:
+            if self.upstream_reusable and self.request_sent and not upstream.closed:
+                if self.upstream_paused:
+                    assert upstream.transport is not None
+                    upstream.transport.resume_reading()
+                context.pool.release(upstream, now)
+            elif self.aborted is not None or not self.request_sent:
+                upstream.abort()
+            else:
+                upstream.close()
+        metrics = context.metrics
+        metrics.inflight.dec()
+        if self.upstream_error is not None:
+            metrics.upstream_errors.labels(kind=self.upstream_error).inc()
+        duration = now - self.started
+        metrics.observe_request(self.head.method, self.route, self.status, duration)
+        log = _log.bind()
+        if log.is_enabled_for(logging.INFO):
+            log.info(
+                "request",
+                request_id=self.request_id,
+                method=self.head.method,
+                path=self.head.target.split("?", 1)[0],
+                route=self.route,
+                status=self.status,
+                duration_ms=round(duration * 1000, 3),
+                upstream_ms=None if self.upstream_ms is None else round(self.upstream_ms, 3),
+                upstream_status=None if self.response is None else self.response.status,
+                upstream_error=self.upstream_error,
+                bytes_in=self.bytes_in,
+                bytes_out=self.bytes_out,
+                client_ip=self.client_ip,
+                aborted=self.aborted,
+            )
+        client.exchange_done(self.keep_alive)
+
+
+class RelayServer(web.Server):
+    """The proxy port's protocol factory: lean connections, handed to ``inner`` (aiohttp's
+    server for the proxy app) when a request is not theirs to relay."""
+
+    def __init__(self, inner: web.Server, context: RelayContext) -> None:
+        # Server.__init__ is not called: every method a runner or site uses is defined here.
+        self.inner = inner
+        self.context = context
+        self.requests_count = 0
+        self._lean: set[ClientConnection] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._interval = sweep_interval(
+            context.client_idle_timeout, context.config.upstream_timeout
+        )
+        self._emptied: asyncio.Event | None = None
+
+    def __call__(self) -> ClientConnection:  # type: ignore[override]
+        return ClientConnection(self)
+
+    @property
+    def connections(self) -> list[web.RequestHandler]:
+        """aiohttp's connections (those handed over)."""
+        return self.inner.connections
+
+    @property
+    def lean_connections(self) -> int:
+        """Client connections on the lean path now."""
+        return len(self._lean)
+
+    def track(self, conn: ClientConnection) -> None:
+        """A lean connection opened; start the timeout sweep with the first."""
+        self._lean.add(conn)
+        if self._sweeper is None:
+            loop = asyncio.get_running_loop()
+            self._sweeper = loop.call_later(self._interval, self._sweep, loop)
+
+    def untrack(self, conn: ClientConnection) -> None:
+        """A lean connection closed or was handed over."""
+        self._lean.discard(conn)
+        if not self._lean and self._emptied is not None:
+            self._emptied.set()
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for conn in list(self._lean):
+            try:
+                conn.check_timeouts(now)
+            except Exception:
+                conn.internal_error()
+        self.context.pool.sweep(now)
+        self._sweeper = loop.call_later(self._interval, self._sweep, loop)
+
+    def pre_shutdown(self) -> None:
+        """Draining starts: idle lean connections close, busy ones close after their answer."""
+        self.context.draining = True
+        for conn in list(self._lean):
+            if conn.exchange is None:
+                conn.close()
+        self.inner.pre_shutdown()
+
+    async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - Server's signature
+        """Wait up to ``timeout`` for lean exchanges and aiohttp's handlers to finish."""
+        await asyncio.gather(self._drain(timeout), self.inner.shutdown(timeout))
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    async def _drain(self, grace: float | None) -> None:
+        if self._lean:
+            self._emptied = asyncio.Event()
+            try:
+                async with asyncio.timeout(grace):
+                    await self._emptied.wait()
+            except TimeoutError:
+                _log.warning("drain_timeout", open_connections=len(self._lean))
+        for conn in list(self._lean):
+            conn.abort()
+
+
+UPSTREAM_POOL: Final = web.AppKey("upstream_pool", UpstreamPool)
+
+
+__all__ = (
+    "CLIENT_CLOSED_REQUEST",
+    "POOL_IDLE_TIMEOUT",
+    "UPSTREAM_POOL",
+    "ClientConnection",
+    "Exchange",
+    "RelayContext",
+    "RelayServer",
+    "UpstreamConnection",
+    "UpstreamPool",
+    "connect_failure",
+    "hands_over",
+    "sweep_interval",
+)
