@@ -12,7 +12,7 @@ because the runner rate-limits by the leftmost X-Forwarded-For entry.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
@@ -21,6 +21,8 @@ from yarl import URL
 
 # Any case-insensitive multi-valued header view: CIMultiDict or its read-only proxy.
 Headers: TypeAlias = MultiMapping[str]
+# One header field as parsed or sent: (name as written, value).
+Field: TypeAlias = tuple[str, str]
 
 # RFC 9110 §7.6.1 hop-by-hop fields, plus the legacy Proxy-Connection and the proxy
 # authentication pair, which are meant for us and must never reach the runner.
@@ -106,23 +108,29 @@ def connection_tokens(headers: Headers) -> frozenset[str]:
     return frozenset(tokens)
 
 
-def _without(headers: Headers, always: frozenset[str]) -> CIMultiDict[str]:
-    """Copy headers without ``always`` (lower-case names) and what Connection nominates."""
+def kept_fields(fields: Sequence[Field], always: frozenset[str]) -> list[Field]:
+    """Fields without ``always`` (lower-case names) and those Connection nominates.
+
+    Order and repetition of the kept fields are preserved (several Set-Cookie stay
+    several). A nomination of a protected field (Host, Content-Length, ...) is ignored.
+    """
+    lowered = [name.lower() for name, _ in fields]
     dropped = always
-    if "Connection" in headers:  # the usual request has none: skip the token parse
-        dropped = always | (connection_tokens(headers) - PROTECTED)
-    return CIMultiDict(
-        [(name, value) for name, value in headers.items() if name.lower() not in dropped]
-    )
+    if "connection" in lowered:  # the usual request has none: skip the token parse
+        nominated = {
+            token.strip().lower()
+            for (_, value), name in zip(fields, lowered, strict=True)
+            if name == "connection"
+            for token in value.split(",")
+        }
+        dropped = always | (frozenset(nominated) - {""} - PROTECTED)
+    return [field for field, name in zip(fields, lowered, strict=True) if name not in dropped]
 
 
 def strip_hop_by_hop(headers: Headers) -> CIMultiDict[str]:
-    """Copy headers without hop-by-hop fields and those Connection nominates.
-
-    Order and repetition of the kept fields are preserved (several Set-Cookie stay several).
-    A nomination of a protected field (Host, Content-Length, X-Forwarded-*, ...) is ignored.
-    """
-    return _without(headers, HOP_BY_HOP)
+    """Copy headers without hop-by-hop fields and those Connection nominates
+    (``kept_fields`` with ``HOP_BY_HOP``)."""
+    return CIMultiDict(kept_fields(list(headers.items()), HOP_BY_HOP))
 
 
 def _is_ip(value: str) -> bool:
@@ -210,28 +218,37 @@ class ForwardedFacts:
     request_id: str
 
 
-def build_upstream_headers(
+def upstream_fields(
     incoming: Headers, facts: ForwardedFacts, upstream: URL, policy: ClientIpPolicy
-) -> tuple[CIMultiDict[str], ClientOrigin]:
-    """Headers to send to the runner, plus the resolved client origin for logs and metrics.
+) -> tuple[list[Field], ClientOrigin]:
+    """Fields to send to the runner, plus the resolved client origin for logs and metrics.
 
     Hop-by-hop fields go first (RFC 9110 §7.6.1), then every field the adapter owns is
     replaced: Host (the upstream's), X-Forwarded-For/-Proto/-Host, X-Real-IP, X-Request-ID.
     ``Expect`` is dropped because the adapter already answered ``100 Continue`` itself.
+    The adapter's fields come last, in that order.
     """
     origin = resolve_client(facts.peer_ip, incoming, policy)
-    headers = _without(incoming, _NOT_FORWARDED)
-    headers[HOST] = upstream_host(upstream)
+    fields = kept_fields(list(incoming.items()), _NOT_FORWARDED)
+    fields.append((HOST, upstream_host(upstream)))
     if origin.forwarded_for:
-        headers[X_FORWARDED_FOR] = ", ".join(origin.forwarded_for)
+        fields.append((X_FORWARDED_FOR, ", ".join(origin.forwarded_for)))
     if origin.client_ip is not None:
-        headers[X_REAL_IP] = origin.client_ip
-    headers[X_FORWARDED_PROTO] = forwarded_proto(facts.scheme, incoming, policy)
+        fields.append((X_REAL_IP, origin.client_ip))
+    fields.append((X_FORWARDED_PROTO, forwarded_proto(facts.scheme, incoming, policy)))
     original_host = forwarded_host(incoming.get(HOST), incoming, policy)
     if original_host:
-        headers[X_FORWARDED_HOST] = original_host
-    headers[X_REQUEST_ID] = facts.request_id
-    return headers, origin
+        fields.append((X_FORWARDED_HOST, original_host))
+    fields.append((X_REQUEST_ID, facts.request_id))
+    return fields, origin
+
+
+def build_upstream_headers(
+    incoming: Headers, facts: ForwardedFacts, upstream: URL, policy: ClientIpPolicy
+) -> tuple[CIMultiDict[str], ClientOrigin]:
+    """``upstream_fields`` as a multidict, for aiohttp's client."""
+    fields, origin = upstream_fields(incoming, facts, upstream, policy)
+    return CIMultiDict(fields), origin
 
 
 def build_client_headers(upstream_headers: Headers, request_id: str) -> CIMultiDict[str]:
@@ -246,6 +263,7 @@ __all__ = (
     "PROTECTED",
     "ClientIpPolicy",
     "ClientOrigin",
+    "Field",
     "ForwardedFacts",
     "accept_request_id",
     "build_client_headers",
@@ -254,7 +272,9 @@ __all__ = (
     "forwarded_host",
     "forwarded_proto",
     "is_acceptable_request_id",
+    "kept_fields",
     "resolve_client",
     "strip_hop_by_hop",
+    "upstream_fields",
     "upstream_host",
 )

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 # Methods the relay forwards itself; any other (CONNECT, TRACE, extension methods) goes
 # to aiohttp.
@@ -47,8 +46,7 @@ class ResponseHeadError(ValueError):
     """The runner's response head cannot be relayed (an RFC 9209 http_protocol_error)."""
 
 
-@dataclass(frozen=True, slots=True)
-class RequestHead:
+class RequestHead(NamedTuple):
     """A plain HTTP/1.1 request head the relay can forward itself."""
 
     method: str
@@ -117,8 +115,11 @@ class Framing(enum.Enum):
     CLOSE = "close"  # until the runner closes the connection (re-chunked for the client)
 
 
-@dataclass(frozen=True, slots=True)
-class ResponseHead:
+# Members as module constants: enum attribute access costs ~0.3 µs on Python 3.11.
+_NONE, _LENGTH, _CHUNKED, _CLOSE = Framing.NONE, Framing.LENGTH, Framing.CHUNKED, Framing.CLOSE
+
+
+class ResponseHead(NamedTuple):
     """A response head from the runner and what it means for framing and reuse."""
 
     status: int
@@ -161,26 +162,26 @@ def parse_response_head(head: bytes, request_method: str) -> ResponseHead:
                 codings.extend(c.strip().lower() for c in value.split(",") if c.strip())
             elif lowered == "connection":
                 connection.append(value)
-    reusable = minor == 1 and "close" not in connection_tokens(connection)
+    reusable = minor == 1 and not (connection and "close" in connection_tokens(connection))
     content_length = 0
     if codings:
         if codings != ["chunked"]:
             raise ResponseHeadError(f"unsupported transfer coding {','.join(codings)!r}")
-        framing = Framing.CHUNKED
+        framing = _CHUNKED
         # RFC 9112 §6.3: with both, Transfer-Encoding wins and the connection is not reused.
         reusable = reusable and not lengths
     elif lengths:
         if len(lengths) != 1 or not _DIGITS_RE.fullmatch(next(iter(lengths))):
             raise ResponseHeadError("invalid Content-Length")
-        framing = Framing.LENGTH
+        framing = _LENGTH
         content_length = int(next(iter(lengths)))
     else:
-        framing = Framing.CLOSE
+        framing = _CLOSE
     if request_method == "HEAD" or status < 200 or status in (204, 304):
-        framing = Framing.NONE
+        framing = _NONE
     # Only a body read to EOF, or a switch of protocols, ends the connection's HTTP use;
     # a 204/304/HEAD answer without Content-Length leaves it reusable.
-    if framing is Framing.CLOSE or status == 101:
+    if framing is _CLOSE or status == 101:
         reusable = False
     return ResponseHead(status, reason, fields, framing, content_length, reusable)
 

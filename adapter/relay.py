@@ -35,12 +35,13 @@ from multidict import CIMultiDict
 
 from adapter.config import Config
 from adapter.forwarding import (
+    HOP_BY_HOP,
     X_REQUEST_ID,
     ClientIpPolicy,
     ForwardedFacts,
     accept_request_id,
-    build_upstream_headers,
-    strip_hop_by_hop,
+    kept_fields,
+    upstream_fields,
 )
 from adapter.http1 import (
     HEAD_END,
@@ -84,11 +85,22 @@ _MIN_SWEEP_INTERVAL: Final = 0.05
 _POOL_CLOSE_WAIT: Final = 1.0
 
 _log = get_logger("adapter.relay")
+# Framing members as module constants: enum attribute access costs ~0.3 µs on 3.11.
+_NONE, _LENGTH, _CHUNKED, _CLOSE = Framing.NONE, Framing.LENGTH, Framing.CHUNKED, Framing.CLOSE
+# Response fields not relayed to the client: hop-by-hop ones, the runner's copy of our
+# request id, and a Content-Length beside chunked framing (RFC 9112 §6.3).
+_RESPONSE_DROPPED: Final = HOP_BY_HOP | {"x-request-id"}
+_RESPONSE_DROPPED_BY_FRAMING: Final = {
+    Framing.CHUNKED: _RESPONSE_DROPPED | {"content-length"},
+    Framing.CLOSE: _RESPONSE_DROPPED | {"content-length"},
+}
 
 
 def sweep_interval(*timeouts: float) -> float:
     """How often timeouts are checked: a quarter of the shortest, within [0.05, 1] s."""
-    return min(max(min(timeouts) / _TIMEOUT_SWEEPS_PER_PERIOD, _MIN_SWEEP_INTERVAL), _MAX_SWEEP_INTERVAL)
+    return min(
+        max(min(timeouts) / _TIMEOUT_SWEEPS_PER_PERIOD, _MIN_SWEEP_INTERVAL), _MAX_SWEEP_INTERVAL
+    )
 
 
 def hands_over(head: RequestHead) -> bool:
@@ -281,6 +293,8 @@ class ClientConnection(asyncio.Protocol):
         self.write_paused = False
         self._read_pauses: set[str] = set()
         self.closed = False
+        # Bound once per connection: binding costs ~3 µs, a tenth of a relayed request.
+        self.log = _log.bind()
 
     # asyncio.Protocol
 
@@ -514,10 +528,10 @@ class Exchange:
         if not self.request_id:
             self.request_id = accept_request_id(incoming, new_request_id)
         facts = ForwardedFacts(self.client.peer_ip, self.client.scheme, self.request_id)
-        headers, origin = build_upstream_headers(
+        fields, origin = upstream_fields(
             incoming, facts, context.config.upstream_url, context.policy
         )
-        return list(headers.items()), origin.client_ip
+        return fields, origin.client_ip
 
     def start(self) -> None:
         """Build the upstream head, then send on a pooled connection or open one."""
@@ -637,23 +651,23 @@ class Exchange:
         self.keep_alive = (
             self.keep_alive and self.body_remaining == 0 and not self.client.context.draining
         )
-        fields = strip_hop_by_hop(CIMultiDict(response.fields))
-        fields[X_REQUEST_ID] = self.request_id
         framing = response.framing
-        if framing is Framing.CHUNKED or framing is Framing.CLOSE:
-            fields.popall("Content-Length", None)
-            fields["Transfer-Encoding"] = "chunked"
+        dropped = _RESPONSE_DROPPED_BY_FRAMING.get(framing, _RESPONSE_DROPPED)
+        fields = kept_fields(response.fields, dropped)
+        fields.append((X_REQUEST_ID, self.request_id))
+        if framing is _CHUNKED or framing is _CLOSE:
+            fields.append(("Transfer-Encoding", "chunked"))
         if not self.keep_alive:
-            fields["Connection"] = "close"
-        head = serialize_response_head(response.status, response.reason, list(fields.items()))
-        if framing is Framing.NONE:
+            fields.append(("Connection", "close"))
+        head = serialize_response_head(response.status, response.reason, fields)
+        if framing is _NONE:
             self.upstream_reusable = self.upstream_reusable and not rest
             self.client.write(head)
             self.finish()
-        elif framing is Framing.LENGTH:
+        elif framing is _LENGTH:
             self.response_remaining = response.content_length
             self._relay_length(rest, head)
-        elif framing is Framing.CHUNKED:
+        elif framing is _CHUNKED:
             self.chunks = ChunkedScanner()
             self._relay_chunked(rest, head)
         else:
@@ -664,11 +678,11 @@ class Exchange:
         response = self.response
         assert response is not None
         framing = response.framing
-        if framing is Framing.LENGTH:
+        if framing is _LENGTH:
             self._relay_length(data, b"")
-        elif framing is Framing.CHUNKED:
+        elif framing is _CHUNKED:
             self._relay_chunked(data, b"")
-        elif framing is Framing.CLOSE:
+        elif framing is _CLOSE:
             self.client.write(rechunk(data))
             self.bytes_out += len(data)
         else:  # bytes after a body-less answer: the connection is out of step
@@ -728,7 +742,7 @@ class Exchange:
                 self.connect()
                 return
             self.fail(UpstreamError("reset", "connection_terminated", detail))
-        elif response.framing is Framing.CLOSE:
+        elif response.framing is _CLOSE:
             self.upstream_reusable = False
             self.client.write(LAST_CHUNK)
             self.finish()
@@ -889,7 +903,7 @@ class Exchange:
             metrics.upstream_errors.labels(kind=self.upstream_error).inc()
         duration = now - self.started
         metrics.observe_request(self.head.method, self.route, self.status, duration)
-        log = _log.bind()
+        log = client.log
         if log.is_enabled_for(logging.INFO):
             log.info(
                 "request",
