@@ -23,7 +23,7 @@ from adapter.canonical import canonical_v1
 from adapter.gojson import GoDecodeError
 from adapter.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
 from adapter.rollout import RolloutPolicy, RolloutReason, choose
-from adapter.signing import ServiceKey, check_spec_signature, sign_jobspec, verify_b64
+from adapter.signing import ServiceKey, SignedSpec, recognise_signer, sign_v1, verify_b64
 from adapter.trust import KeyStatus, TrustedKeys
 
 JSON_MEDIA_TYPE: Final = "application/json"
@@ -192,7 +192,7 @@ def _rewrite_outcome(
     signer = spec.get("public_key") or None
     if not spec.get("signature") or not signer:
         return _Outcome(Reason.UNSIGNED, signer, None, None)
-    check = check_spec_signature(body)
+    check = recognise_signer(body, spec)
     if check.scheme is None:
         return _Outcome(Reason.BAD_SIGNATURE, signer, None, None)
     if settings.trust_enforce and not _is_trusted(settings.trusted_keys, signer, now):
@@ -201,12 +201,12 @@ def _rewrite_outcome(
         return _Outcome(Reason.SELF_CHECK_FAILED, signer, check.scheme, None)
     try:
         new_id = generated_job_id(spec, now, id_suffix)
-        request = build_cross_region_request(
+        request, signed = _build_and_sign(
             settings, spec, regions, scheme=check.scheme, new_id=new_id
         )
-    except ValueError:  # sign_jobspec refuses a spec the runner would read differently
+    except ValueError:  # a value Go cannot marshal (e.g. a non-finite float)
         return _Outcome(Reason.SELF_CHECK_FAILED, signer, check.scheme, None)
-    if not self_check(request.body, settings.service_key.public_key_b64):
+    if not self_check_signed(request.body, signed):
         return _Outcome(Reason.SELF_CHECK_FAILED, signer, check.scheme, None)
     return _Outcome(Reason.REWRITTEN, signer, check.scheme, request)
 
@@ -223,6 +223,17 @@ def build_cross_region_request(
 
     ``new_id`` is the id for a spec with neither ``id`` nor ``jobspec_id``.
     """
+    return _build_and_sign(settings, spec, regions, scheme=scheme, new_id=new_id)[0]
+
+
+def _build_and_sign(
+    settings: RewriteSettings,
+    spec: Mapping[str, Any],
+    regions: tuple[str, ...],
+    *,
+    scheme: str,
+    new_id: str,
+) -> tuple[CrossRegionRequest, SignedSpec]:
     assert settings.service_key is not None
     # A shallow copy is enough: only top-level keys and a new metadata dict are written.
     jobspec = dict(spec)
@@ -240,24 +251,25 @@ def build_cross_region_request(
         "rewritten_by": f"beacon-adapter/{settings.version}",
     }
     jobspec["metadata"] = metadata
-    # No shape guard here: self_check() decodes and verifies the exact bytes sent.
-    signed = sign_jobspec(jobspec, settings.service_key, check_shape=False)
+    # No shape guard here: the self-check decodes the exact bytes sent.
+    signed = sign_v1(jobspec, settings.service_key)
     min_regions = cross_region_min_regions(spec, len(regions))
     min_success_rate = cross_region_min_success_rate(spec, settings.default_min_success_rate)
     wrapper = {
-        "jobspec": signed,
+        "jobspec": signed.spec,
         "target_regions": list(regions),
         "min_regions": min_regions,
         "min_success_rate": min_success_rate,
         "enable_analysis": True,
     }
-    return CrossRegionRequest(
+    request = CrossRegionRequest(
         body=marshal_go(wrapper),
-        job_id=str(signed.get("id", "")),
+        job_id=str(signed.spec.get("id", "")),
         target_regions=regions,
         min_regions=min_regions,
         min_success_rate=min_success_rate,
     )
+    return request, signed
 
 
 def generated_job_id(spec: Mapping[str, Any], now: datetime, suffix: str) -> str:
@@ -274,7 +286,11 @@ def generated_job_id(spec: Mapping[str, Any], now: datetime, suffix: str) -> str
 
 
 def self_check(body: bytes, public_key_b64: str) -> bool:
-    """Verify our own bytes exactly as the runner's cross-region route will."""
+    """Verify our own bytes exactly as the runner's cross-region route will (Ed25519 and all).
+
+    The decision itself uses ``self_check_signed``, which reaches the same answer without
+    the verify; this one needs nothing but the bytes and serves as the independent check.
+    """
     try:
         request = decode_cross_region_request(body)
     except GoDecodeError:
@@ -283,6 +299,31 @@ def self_check(body: bytes, public_key_b64: str) -> bool:
     if not isinstance(jobspec, Mapping) or jobspec.get("public_key") != public_key_b64:
         return False
     return verify_b64(public_key_b64, str(jobspec.get("signature", "")), canonical_v1(jobspec))
+
+
+def self_check_signed(body: bytes, signed: SignedSpec) -> bool:
+    """Prove the bytes we send carry exactly what we signed, as the runner will read them.
+
+    Decodes ``body`` as the runner's cross-region route does, then requires our public
+    key, our signature, and a V1 canonical byte-equal to ``signed.message``. That is the
+    runner's Ed25519 verify without the curve arithmetic: Ed25519 signing is deterministic
+    and ``signed``'s signature is our key's signature over exactly ``signed.message``, so
+    the runner's verify of (our key, that signature, canonical) succeeds when canonical
+    equals the message; for any other canonical it would succeed only by a forgery, and
+    the comparison refuses it anyway. Key and signature are our own padded base64 of 32
+    and 64 bytes, so the runner's decoding checks pass too. ``self_check`` is the same
+    check with the verify, for bytes alone.
+    """
+    try:
+        request = decode_cross_region_request(body)
+    except GoDecodeError:
+        return False
+    jobspec = request["jobspec"]
+    return (
+        jobspec["public_key"] == signed.spec["public_key"]
+        and jobspec["signature"] == signed.signature_b64
+        and canonical_v1(jobspec) == signed.message
+    )
 
 
 def distinct_regions(spec: Mapping[str, Any]) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -20,6 +20,11 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
 from adapter.canonical import (
+    PORTAL_04B8886,
+    PORTAL_5FA6ECE,
+    PORTAL_21A0059,
+    PORTAL_C4CBB02,
+    PORTAL_SCHEMES,
     RUNNER_V1,
     SCHEMES,
     canonical_v1,
@@ -36,11 +41,14 @@ __all__ = [
     "SCHEMES",
     "ServiceKey",
     "SignatureCheck",
+    "SignedSpec",
     "SigningKeyError",
     "check_runner_v1",
     "check_spec_signature",
     "decode_std_base64",
+    "recognise_signer",
     "sign_jobspec",
+    "sign_v1",
     "verify_b64",
 ]
 
@@ -243,6 +251,61 @@ def check_runner_v1(raw_body: bytes) -> SignatureCheck:
     return SignatureCheck(None, public_key or None, failure)
 
 
+# Portal generations in the order a signature most likely matches: the current portal
+# signs what 21a0059 signed (5fa6ece differs only when min_success_rate is 0); 04b8886
+# and c4cbb02 are older. Only the order of the attempts changes, never the name reported.
+_LIKELY_PORTAL_ORDER: Final = (PORTAL_21A0059, PORTAL_5FA6ECE, PORTAL_04B8886, PORTAL_C4CBB02)
+_VERIFY_FAILED: Final = "signature verification failed"
+
+
+def _recognise(
+    portal_spec: Mapping[str, Any] | None, runner_v1: Callable[[], tuple[str, str, bytes] | str]
+) -> SignatureCheck:
+    """The first scheme in ``SCHEMES`` whose message verifies, with one verify per message.
+
+    ``portal_spec`` is the spec as ``JSON.parse`` sees it (``None``: no portal scheme can
+    apply); ``runner_v1`` gives the runner's (public key, signature, V1 message), or why
+    the runner cannot decode the spec, and is only called when no portal scheme verifies.
+    Messages are tried most-likely first and each distinct (key, signature, message) is
+    verified once; a match is named after the earliest scheme with the same bytes, which is
+    what trying every scheme in ``SCHEMES`` order would report (one signature cannot verify
+    two different messages).
+    """
+    failures: dict[tuple[str, str, bytes], str] = {}
+    public_key = ""
+    if portal_spec is not None:
+        public_key = _text(portal_spec.get("public_key"))
+        signature = _text(portal_spec.get("signature"))
+        messages = portal_messages(portal_spec)
+        for scheme in _LIKELY_PORTAL_ORDER:
+            attempt = (public_key, signature, messages[scheme])
+            if attempt in failures:
+                continue
+            failure = _verify_failure(*attempt)
+            if failure is None:
+                earliest = next(s for s in PORTAL_SCHEMES if messages[s] == messages[scheme])
+                return SignatureCheck(earliest, public_key, None)
+            failures[attempt] = failure
+            if not failure.startswith(_VERIFY_FAILED):
+                break  # the key or signature itself is unusable: every message fails alike
+    v1 = runner_v1()
+    if isinstance(v1, str):
+        failure, v1_key = v1, ""
+    else:
+        v1_key = v1[0]
+        failure = failures.get(v1) or _verify_failure(*v1)
+        if failure is None:
+            return SignatureCheck(RUNNER_V1, v1_key, None)
+    reasons = [*failures.values(), failure]
+    basic = next((r for r in reasons if not r.startswith(_VERIFY_FAILED)), None)
+    message = basic or f"signature did not verify under any scheme ({RUNNER_V1}: {failure})"
+    return SignatureCheck(None, public_key or v1_key or None, message)
+
+
+def _runner_v1_attempt(decoded: Mapping[str, Any]) -> tuple[str, str, bytes]:
+    return decoded["public_key"], decoded["signature"], canonical_v1(decoded)
+
+
 def check_spec_signature(raw_body: bytes) -> SignatureCheck:
     """Try every scheme in ``SCHEMES`` order on a bare spec or a cross-region request body.
 
@@ -253,24 +316,69 @@ def check_spec_signature(raw_body: bytes) -> SignatureCheck:
     spec, wrapped, error = _parse_body(raw_body)
     if spec is None:
         return SignatureCheck(None, None, error)
-    public_key, signature = _text(spec.get("public_key")), _text(spec.get("signature"))
-    reasons: list[str] = []
-    tried: set[bytes] = set()
-    for scheme, signed_bytes in portal_messages(spec).items():
-        if signed_bytes in tried:  # the same bytes cannot verify the second time either
-            continue
-        tried.add(signed_bytes)
-        failure = _verify_failure(public_key, signature, signed_bytes)
-        if failure is None:
-            return SignatureCheck(scheme, public_key, None)
-        reasons.append(failure)
-    failure, v1_key = _runner_v1_failure(raw_body, wrapped)
-    if failure is None:
-        return SignatureCheck(RUNNER_V1, v1_key, None)
-    reasons.append(failure)
-    basic = next((r for r in reasons if not r.startswith("signature verification failed")), None)
-    message = basic or f"signature did not verify under any scheme ({RUNNER_V1}: {failure})"
-    return SignatureCheck(None, public_key or v1_key or None, message)
+
+    def runner_v1() -> tuple[str, str, bytes] | str:
+        try:
+            decoded = (
+                decode_cross_region_request(raw_body)["jobspec"]
+                if wrapped
+                else decode_jobspec(raw_body)
+            )
+        except GoDecodeError as exc:
+            return f"runner could not decode the spec: {exc}"
+        return _runner_v1_attempt(decoded)
+
+    return _recognise(spec, runner_v1)
+
+
+def recognise_signer(raw_body: bytes, decoded: Mapping[str, Any]) -> SignatureCheck:
+    """The rewrite's check of a bare spec whose runner decode (``decoded``) it already holds.
+
+    As ``check_spec_signature`` for a bare spec, except that the signature is only
+    recognised for what the rewrite re-signs: the body is never unwrapped (a ``jobspec``
+    member is just an unknown key to the runner's JobSpec), and a portal scheme counts
+    only when ``JSON.parse`` reads the same ``public_key`` and ``signature`` as the
+    runner's decode (Go also fills them from case-folded keys such as ``Public_Key``).
+    Otherwise a trusted key named in one place could vouch for a signature made with
+    another. V1 reuses ``decoded`` instead of decoding the body again.
+    """
+    try:
+        parsed = parse_js(raw_body)
+    except ValueError:
+        parsed = None
+    portal_spec = parsed if isinstance(parsed, Mapping) else None
+    if portal_spec is not None and (
+        portal_spec.get("public_key") != decoded["public_key"]
+        or portal_spec.get("signature") != decoded["signature"]
+    ):
+        portal_spec = None
+    return _recognise(portal_spec, lambda: _runner_v1_attempt(decoded))
+
+
+@dataclass(frozen=True, slots=True)
+class SignedSpec:
+    """A spec carrying our key and signature, and the exact message the signature covers."""
+
+    spec: dict[str, Any]
+    message: bytes
+
+    @property
+    def signature_b64(self) -> str:
+        """The signature as set in ``spec``."""
+        signature: str = self.spec["signature"]
+        return signature
+
+
+def sign_v1(spec: Mapping[str, Any], key: ServiceKey) -> SignedSpec:
+    """Sign ``canonical_v1(spec)`` and return the signed copy with that message.
+
+    No shape guard: the caller must check the bytes it sends (``sign_jobspec`` explains).
+    """
+    message = canonical_v1(spec)
+    signed = dict(spec)
+    signed["signature"] = key.sign_b64(message)
+    signed["public_key"] = key.public_key_b64
+    return SignedSpec(signed, message)
 
 
 def sign_jobspec(
@@ -281,13 +389,10 @@ def sign_jobspec(
     The signature covers ``canonical_v1(spec)``. As a guard, the spec must survive the
     runner's decode of ``marshal_go(spec)`` unchanged; otherwise the runner would verify
     different bytes, and this raises ``ValueError`` instead of producing a doomed signature.
-    A caller that verifies the exact bytes it sends afterwards (the rewrite's self-check)
-    may skip the guard with ``check_shape=False``: the same decode would run twice.
+    A caller that checks the exact bytes it sends afterwards (the rewrite's self-check)
+    may skip the guard with ``check_shape=False``, or use ``sign_v1``.
     """
-    message = canonical_v1(spec)
-    if check_shape and canonical_v1_bytes(marshal_go(spec)) != message:
+    signed = sign_v1(spec, key)
+    if check_shape and canonical_v1_bytes(marshal_go(spec)) != signed.message:
         raise ValueError("spec is not in the runner's struct shape; project it with decode_jobspec")
-    signed = dict(spec)
-    signed["signature"] = key.sign_b64(message)
-    signed["public_key"] = key.public_key_b64
-    return signed
+    return signed.spec

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from nacl.signing import SigningKey
 
 from adapter.canonical import canonical_v1
-from adapter.jobspec import decode_cross_region_request
+from adapter.jobspec import decode_cross_region_request, marshal_go
 from adapter.rewrite import (
     Decision,
     Reason,
@@ -25,9 +25,10 @@ from adapter.rewrite import (
     distinct_regions,
     is_json_media_type,
     self_check,
+    self_check_signed,
 )
 from adapter.rollout import BUCKETS, RolloutPolicy
-from adapter.signing import ServiceKey, verify_b64
+from adapter.signing import ServiceKey, SignedSpec, sign_v1, verify_b64
 from adapter.trust import TrustedKeys
 from tests.conftest import VECTORS_DIR, load_vector
 from tests.portal import WALLET, body, portal_spec, sign
@@ -337,15 +338,25 @@ def test_every_rewrite_verifies(
     assert 1 <= verdict.rewrite.min_regions <= len(set(regions))
 
 
-def test_failed_self_check_passes_the_original_through(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A rewrite whose own bytes do not verify (a bug) is not sent: the original passes."""
-    import adapter.rewrite
+def _encoder_bug(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The bytes sent say something other than the spec that was signed.
+    def broken(value: dict[str, Any]) -> bytes:
+        return marshal_go({**value, "jobspec": {**value["jobspec"], "version": "v-bug"}})
 
-    def broken_sign(spec: dict[str, Any], key: ServiceKey, **_: Any) -> dict[str, Any]:
-        # Simulates a canonicalisation bug: the signature covers other bytes than we send.
-        return {**spec, "public_key": key.public_key_b64, "signature": key.sign_b64(b"other")}
+    monkeypatch.setattr("adapter.rewrite.marshal_go", broken)
 
-    monkeypatch.setattr(adapter.rewrite, "sign_jobspec", broken_sign)
+
+def _canonicalisation_bug(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The signature covers other bytes than the runner will canonicalise.
+    monkeypatch.setattr("adapter.signing.canonical_v1", lambda spec: canonical_v1(spec) + b" ")
+
+
+@pytest.mark.parametrize("bug", [_encoder_bug, _canonicalisation_bug])
+def test_failed_self_check_passes_the_original_through(
+    monkeypatch: pytest.MonkeyPatch, bug: Any
+) -> None:
+    """A rewrite whose own bytes do not carry what was signed (a bug) is not sent."""
+    bug(monkeypatch)
     verdict = _decide(_settings(), body(_signed()))
     assert (verdict.decision, verdict.reason, verdict.rewrite) == (
         Decision.PASSTHROUGH,
@@ -366,3 +377,75 @@ def test_spec_without_id_gets_a_unique_one() -> None:
     assert verdict.rewrite is not None
     assert verdict.job_id == verdict.rewrite.job_id == expected
     assert decode_cross_region_request(verdict.rewrite.body)["jobspec"]["id"] == expected
+
+
+def _sent_and_signed() -> tuple[bytes, SignedSpec]:
+    verdict = _decide(_settings(), body(_signed()))
+    assert verdict.rewrite is not None
+    sent = verdict.rewrite.body
+    jobspec = decode_cross_region_request(sent)["jobspec"]
+    signed = sign_v1({k: v for k, v in jobspec.items() if k != "signature"}, SERVICE_KEY)
+    return sent, signed
+
+
+MUTATIONS = [
+    pytest.param(lambda b: b, True, id="as-sent"),
+    pytest.param(lambda b: b + b"  trailing", True, id="trailing-bytes-ignored-by-gin"),
+    pytest.param(
+        lambda b: b.replace(b"tiananmen_neutral", b"tiananmen_altered"), False, id="signed-field"
+    ),
+    pytest.param(lambda b: b.replace(b'"id":"', b'"id":"x', 1), True, id="id-is-unsigned"),
+    pytest.param(lambda b: b.replace(b'"version":"v1"', b'"Version":"v2"'), False, id="folded"),
+    pytest.param(lambda b: b.replace(b'"signature":"', b'"signature":"A', 1), False, id="sig"),
+    pytest.param(lambda b: b.replace(b'"public_key":"', b'"public_key":"A', 1), False, id="key"),
+    pytest.param(lambda b: b.replace(b'"target_regions"', b'"regions"'), False, id="unbindable"),
+    pytest.param(lambda b: b[: len(b) // 2], False, id="truncated"),
+    pytest.param(lambda b: b"not json", False, id="not-json"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "accepted"), MUTATIONS)
+def test_self_check_signed_agrees_with_the_verifying_check(mutate: Any, accepted: bool) -> None:
+    """The byte comparison accepts exactly what the runner's Ed25519 verify accepts."""
+    sent, signed = _sent_and_signed()
+    data = mutate(sent)
+    assert self_check(data, SERVICE_KEY.public_key_b64) is accepted
+    assert self_check_signed(data, signed) is accepted
+
+
+def test_self_check_signed_refuses_another_message_or_key() -> None:
+    """A signed message or key other than the one in the bytes is a mismatch."""
+    sent, signed = _sent_and_signed()
+    assert self_check_signed(sent, signed)
+    assert not self_check_signed(sent, SignedSpec(signed.spec, signed.message + b" "))
+    other = ServiceKey.from_seed(bytes(32))
+    assert not self_check_signed(sent, sign_v1(signed.spec, other))
+
+
+def _trust(public_key: str) -> TrustedKeys:
+    entries = [{"kid": "k1", "public_key": public_key, "status": "active"}]
+    return TrustedKeys.from_bytes(json.dumps(entries).encode())
+
+
+def test_trust_cannot_be_borrowed_from_a_wrapped_spec() -> None:
+    """A trusted signer's spec nested under ``jobspec`` does not vouch for the outer spec."""
+    trusted = _signed()
+    outer = {**portal_spec(), "questions": ["not what was signed"], "jobspec": trusted}
+    outer.update(public_key=trusted["public_key"], signature=trusted["signature"])
+    settings = _settings(trust_enforce=True, trusted_keys=_trust(trusted["public_key"]))
+    assert _decide(settings, body(trusted)).decision is Decision.REWRITTEN
+    verdict = _decide(settings, body(outer))
+    assert (verdict.decision, verdict.reason) == (Decision.PASSTHROUGH, Reason.BAD_SIGNATURE)
+
+
+def test_trust_cannot_be_borrowed_through_a_case_folded_key() -> None:
+    """A signature by one key with a trusted key in a later ``Public_Key`` is not trusted."""
+    trusted = base64.b64encode(bytes(PORTAL_KEY.verify_key)).decode()
+    spec = portal_spec()
+    spec["Public_Key"] = trusted
+    signed = sign(spec, SigningKey(bytes(range(64, 96))), "portal_21a0059")
+    signed["Public_Key"] = signed.pop("Public_Key")  # Go applies the last match
+    settings = _settings(trust_enforce=True, trusted_keys=_trust(trusted))
+    verdict = _decide(settings, body(signed))
+    assert (verdict.decision, verdict.reason) == (Decision.PASSTHROUGH, Reason.BAD_SIGNATURE)
+    assert verdict.signer == trusted

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from hypothesis import given, settings, strategies as st
+from nacl.signing import SigningKey
 
 from adapter.canonical import canonical_v1, canonical_v1_bytes, parse_js, portal_message
 from adapter.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
@@ -20,10 +21,13 @@ from adapter.signing import (
     SigningKeyError,
     check_runner_v1,
     check_spec_signature,
+    recognise_signer,
     sign_jobspec,
+    sign_v1,
     verify_b64,
 )
 from tests.conftest import VECTORS_DIR
+from tests.portal import body as portal_body, portal_spec, sign as portal_sign
 from tests.strategies import portal_jobspecs, rfc3339_times
 
 # RFC 8032 §7.1, TEST 1.
@@ -366,3 +370,120 @@ def test_unsigned_changes_keep_verification(
     wire = json.dumps(body).encode()
     assert canonical_v1_bytes(wire) == canonical_v1(signed)
     assert check_runner_v1(wire).verified
+
+
+PORTAL_SIGNER = SigningKey(bytes(range(32, 64)))
+OTHER_SIGNER = SigningKey(bytes(range(64, 96)))
+ALL_SCHEMES = ("portal_c4cbb02", "portal_04b8886", "portal_21a0059", "portal_5fa6ece", "runner_v1")
+
+
+def _b64_key(key: SigningKey) -> str:
+    return base64.b64encode(bytes(key.verify_key)).decode()
+
+
+def _slow_reference(raw: bytes) -> str | None:
+    """Every scheme in SCHEMES order, one verify each: what the check must name."""
+    spec = parse_js(raw)
+    for scheme in ALL_SCHEMES[:4]:
+        if verify_b64(spec["public_key"], spec["signature"], portal_message(spec, scheme)):
+            return scheme
+    decoded = decode_jobspec(raw)
+    if verify_b64(decoded["public_key"], decoded["signature"], canonical_v1(decoded)):
+        return "runner_v1"
+    return None
+
+
+@pytest.mark.parametrize("scheme", ALL_SCHEMES)
+@pytest.mark.parametrize(
+    "shape",
+    [
+        pytest.param({}, id="portal-shape"),
+        pytest.param({"min_success_rate": 0}, id="zero-rate"),
+        pytest.param({"min_success_rate": 0.5}, id="rate"),
+        pytest.param({"no_id": True}, id="no-id"),
+        pytest.param({"no_created_at": True}, id="no-created-at"),
+    ],
+)
+def test_recognition_names_the_earliest_matching_scheme(scheme: str, shape: dict[str, Any]) -> None:
+    """Trying likely schemes first names the same scheme as trying all in SCHEMES order."""
+    spec = portal_spec()
+    if "min_success_rate" in shape:
+        spec["constraints"]["min_success_rate"] = shape["min_success_rate"]
+    if shape.get("no_id"):
+        del spec["id"]
+    if shape.get("no_created_at"):
+        del spec["created_at"]
+    raw = portal_body(portal_sign(spec, PORTAL_SIGNER, scheme))
+    expected = _slow_reference(raw)
+    assert expected is not None
+    assert check_spec_signature(raw).scheme == expected
+    assert recognise_signer(raw, decode_jobspec(raw)).scheme == expected
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in OLD_PORTAL_FILES])
+def test_recognise_signer_agrees_on_real_bodies(path: Path) -> None:
+    """On real old-portal bodies the decision's check reports what the full check does."""
+    raw = json.loads(path.read_text(encoding="utf-8"))["body"].encode("utf-8")
+    assert recognise_signer(raw, decode_jobspec(raw)) == check_spec_signature(raw)
+
+
+def test_recognise_signer_reports_failures_like_the_full_check() -> None:
+    """Unsigned, tampered and garbled-key specs fail with the full check's reasons."""
+    signed = portal_sign(portal_spec(), PORTAL_SIGNER, "portal_21a0059")
+    tampered = {**signed, "questions": ["other"]}
+    for spec in ({**signed, "signature": ""}, tampered, {**signed, "public_key": "x"}):
+        raw = portal_body(spec)
+        check = recognise_signer(raw, decode_jobspec(raw))
+        assert check.scheme is None
+        assert check == check_spec_signature(raw)
+
+
+def test_recognise_signer_needs_the_runners_key_for_a_portal_scheme() -> None:
+    """A portal signature counts only if JSON.parse and Go read the same key and signature.
+
+    Go fills public_key from a later case-folded ``Public_Key`` member too, so the runner
+    and the rewrite would name a key that did not make the signature.
+    """
+    spec = portal_spec()
+    spec["Public_Key"] = _b64_key(OTHER_SIGNER)
+    signed = portal_sign(spec, PORTAL_SIGNER, "portal_21a0059")
+    signed["Public_Key"] = signed.pop("Public_Key")  # after public_key: Go applies it last
+    raw = portal_body(signed)
+    decoded = decode_jobspec(raw)
+    assert decoded["public_key"] == _b64_key(OTHER_SIGNER)
+    assert check_spec_signature(raw).scheme == "portal_21a0059"  # JSON.parse's view
+    assert recognise_signer(raw, decoded).scheme is None
+
+
+def test_recognise_signer_does_not_unwrap() -> None:
+    """A jobspec member is an unknown key to the runner's JobSpec: its signature is not ours."""
+    inner = portal_sign(portal_spec(), PORTAL_SIGNER, "portal_21a0059")
+    outer = {**portal_spec(), "questions": ["other"], "jobspec": inner}
+    outer.update(public_key=inner["public_key"], signature=inner["signature"])
+    raw = portal_body(outer)
+    assert check_spec_signature(raw).scheme == "portal_21a0059"  # checks the inner spec
+    assert recognise_signer(raw, decode_jobspec(raw)).scheme is None
+
+
+def test_recognise_signer_falls_back_to_v1_with_the_runners_view() -> None:
+    """V1 is checked with the key, signature and fields Go decodes, whatever JSON.parse sees."""
+    spec = portal_spec()
+    spec["unknown_member"] = "dropped by Go, signed by every portal scheme"
+    signed = portal_sign(spec, PORTAL_SIGNER, "runner_v1")
+    raw = portal_body(signed)
+    assert recognise_signer(raw, decode_jobspec(raw)).scheme == "runner_v1"
+    # The signer's key only under a case-folded name: no portal scheme, V1 still applies.
+    signed["Public_Key"] = signed.pop("public_key")
+    raw = portal_body(signed)
+    check = recognise_signer(raw, decode_jobspec(raw))
+    assert (check.scheme, check.public_key_b64) == ("runner_v1", _b64_key(PORTAL_SIGNER))
+
+
+def test_sign_v1_returns_the_message_it_signed() -> None:
+    """The signed copy's signature verifies over exactly the returned message."""
+    spec = decode_jobspec(portal_body(portal_spec()))
+    signed = sign_v1(spec, KEY)
+    assert signed.message == canonical_v1(spec)
+    assert signed.signature_b64 == signed.spec["signature"]
+    assert verify_b64(KEY.public_key_b64, signed.signature_b64, signed.message)
+    assert sign_jobspec(spec, KEY) == signed.spec

@@ -310,13 +310,10 @@ async def test_self_check_failure_is_loud_and_harmless(
     stack: Stack, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """If our own signature ever fails the self-check, the original goes through, counted."""
-    import adapter.rewrite
-    from adapter.signing import ServiceKey
+    from adapter.canonical import canonical_v1
 
-    def broken_sign(spec: dict[str, Any], key: ServiceKey, **_: Any) -> dict[str, Any]:
-        return {**spec, "public_key": key.public_key_b64, "signature": key.sign_b64(b"other")}
-
-    monkeypatch.setattr(adapter.rewrite, "sign_jobspec", broken_sign)
+    # A canonicalisation bug: the signature covers other bytes than the runner will check.
+    monkeypatch.setattr("adapter.signing.canonical_v1", lambda spec: canonical_v1(spec) + b" ")
     runner, adapter_ = await stack(ON)
     data = _signed_body()
     with capture_logs() as logs:
