@@ -62,6 +62,10 @@ class Kind(Enum):
     STRUCT_PTR = "*struct"
     STRUCT_LIST = "[]struct"
 
+    # Members are singletons compared by identity: hash them by identity too, in C. Enum's
+    # own __hash__ is Python code, run for every field of every decode.
+    __hash__ = object.__hash__
+
 
 @dataclass(frozen=True, slots=True)
 class GoField:
@@ -89,15 +93,40 @@ class GoStruct:
     fields: tuple[GoField, ...]
     _exact: Mapping[str, GoField] = field(init=False, repr=False, compare=False)
     _folded: Mapping[str, GoField] = field(init=False, repr=False, compare=False)
+    # The struct's zero value, built once: the scalar zeros, and the nested structs whose
+    # zero values are fresh dicts each time.
+    _zero: Mapping[str, Any] = field(init=False, repr=False, compare=False)
+    _nested: tuple[tuple[str, GoStruct], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_exact", {f.name: f for f in self.fields})
         object.__setattr__(self, "_folded", {fold_key(f.name): f for f in self.fields})
+        object.__setattr__(self, "_zero", {f.name: _ZERO.get(f.kind) for f in self.fields})
+        nested = tuple((f.name, f.struct) for f in self.fields if f.kind is Kind.STRUCT)
+        object.__setattr__(self, "_nested", nested)
 
     def lookup(self, key: str) -> GoField | None:
         """The field a JSON key fills: exact name first, else case-insensitive (Go 1.21+)."""
         found = self._exact.get(key)
         return found if found is not None else self._folded.get(fold_key(key))
+
+    def zero_value(self) -> dict[str, Any]:
+        """A fresh zero value of the struct: what Go's decode starts from."""
+        value = dict(self._zero)
+        for name, struct in self._nested:
+            value[name] = struct.zero_value()
+        return value
+
+
+# Zero values of the scalar kinds; every other kind's zero is nil (None), a struct's is
+# built by GoStruct.zero_value.
+_ZERO: Final[Mapping[Kind, Any]] = {
+    Kind.STRING: "",
+    Kind.INT: 0,
+    Kind.DURATION: 0,
+    Kind.FLOAT: 0.0,
+    Kind.BOOL: False,
+}
 
 
 def _struct(go_name: str, *fields: GoField) -> GoStruct:
@@ -257,43 +286,27 @@ class _Decode:
             what = f"number {node.text}"
         self.save(GoDecodeError(path, f"cannot unmarshal {what} into {go_type}"))
 
-    def zero(self, fld: GoField) -> Any:
-        kind = fld.kind
-        if kind is Kind.STRING:
-            return ""
-        if kind in (Kind.INT, Kind.DURATION):
-            return 0
-        if kind is Kind.FLOAT:
-            return 0.0
-        if kind is Kind.BOOL:
-            return False
-        if kind is Kind.STRUCT:
-            assert fld.struct is not None
-            return self.zero_struct(fld.struct)
-        return None  # nil map, slice, pointer; zero time.Time
-
-    def zero_struct(self, struct: GoStruct) -> dict[str, Any]:
-        return {f.name: self.zero(f) for f in struct.fields}
-
     def into_struct(
         self, node: GoObject, struct: GoStruct, current: dict[str, Any], path: str
     ) -> None:
+        lookup = struct.lookup
         for key, value in node:
-            fld = struct.lookup(key)
-            if fld is not None:
-                sub = f"{path}.{fld.name}" if path else fld.name
-                current[fld.name] = self.value(value, fld, current[fld.name], sub)
-
-    def value(self, node: Any, fld: GoField, current: Any, path: str) -> Any:
-        """Decode ``node`` into a field holding ``current``; returns the field's new value."""
-        kind = fld.kind
-        if node is None:
-            # null is a no-op for strings, numbers, bools, structs and time.Time; it sets
-            # maps, slices and pointers to nil.
-            keeps = (Kind.STRING, Kind.INT, Kind.DURATION, Kind.FLOAT, Kind.BOOL, Kind.STRUCT)
-            return current if kind in keeps or kind is Kind.TIME else None
-        handler = _HANDLERS[kind]
-        return handler(self, node, fld, current, path)
+            fld = lookup(key)
+            if fld is None:
+                continue
+            name = fld.name
+            kind = fld.kind
+            if kind is Kind.STRING and type(value) is str:  # most fields: no handler needed
+                current[name] = value
+                continue
+            if value is None:
+                # null is a no-op for strings, numbers, bools, structs and time.Time; it
+                # sets maps, slices and pointers to nil.
+                if kind not in _NULL_KEEPS:
+                    current[name] = None
+                continue
+            sub = f"{path}.{name}" if path else name
+            current[name] = _HANDLERS[kind](self, value, fld, current[name], sub)
 
     def string(self, node: Any, fld: GoField, current: Any, path: str) -> Any:
         if isinstance(node, str):
@@ -382,7 +395,7 @@ class _Decode:
 
     def struct_ptr(self, node: Any, fld: GoField, current: Any, path: str) -> Any:
         assert fld.struct is not None
-        target = current if current is not None else self.zero_struct(fld.struct)
+        target = current if current is not None else fld.struct.zero_value()
         if not isinstance(node, GoObject):
             self.mismatch(node, fld.struct.go_name, path)
             return target
@@ -398,7 +411,7 @@ class _Decode:
         old = current or []
         result: list[dict[str, Any]] = []
         for index, item in enumerate(node):
-            element = old[index] if index < len(old) else self.zero_struct(fld.struct)
+            element = old[index] if index < len(old) else fld.struct.zero_value()
             if isinstance(item, GoObject):
                 self.into_struct(item, fld.struct, element, path)
             elif item is not None:
@@ -422,6 +435,9 @@ _HANDLERS: Final[dict[Kind, _Handler]] = {
     Kind.STRUCT_PTR: _Decode.struct_ptr,
     Kind.STRUCT_LIST: _Decode.struct_list,
 }
+_NULL_KEEPS: Final = frozenset(
+    {Kind.STRING, Kind.INT, Kind.DURATION, Kind.FLOAT, Kind.BOOL, Kind.STRUCT, Kind.TIME}
+)
 _INTEGER_TEXT: Final = re.compile(r"-?\d+", re.ASCII)
 
 
@@ -435,9 +451,13 @@ def _is_integer_text(text: str) -> bool:
 def _sorted_map(value: Any) -> Any:
     """Free values as Go marshals them: map keys in byte order, recursively."""
     if isinstance(value, dict):
-        return {key: _sorted_map(value[key]) for key in sorted(value)}
+        return {
+            key: _sorted_map(item) if isinstance(item, dict | list) else item
+            for key in sorted(value)
+            for item in (value[key],)
+        }
     if isinstance(value, list):
-        return [_sorted_map(item) for item in value]
+        return [_sorted_map(item) if isinstance(item, dict | list) else item for item in value]
     return value
 
 
@@ -476,13 +496,17 @@ def _emit_struct(struct: GoStruct, current: Mapping[str, Any]) -> dict[str, Any]
         value = current[fld.name]
         if fld.omitempty and _is_empty(fld, value):
             continue
-        out[fld.name] = _emit_value(fld, value)
+        out[fld.name] = value if fld.kind in _EMITTED_AS_IS else _emit_value(fld, value)
     return out
+
+
+# Kinds whose decoded value is already what json.Marshal emits (see _emit_value).
+_EMITTED_AS_IS: Final = frozenset({Kind.STRING, Kind.INT, Kind.DURATION, Kind.FLOAT, Kind.BOOL})
 
 
 def _decode_top(node: Any, struct: GoStruct) -> tuple[_Decode, dict[str, Any]]:
     decode = _Decode()
-    current = decode.zero_struct(struct)
+    current = struct.zero_value()
     if isinstance(node, GoObject):
         decode.into_struct(node, struct, current, "")
     elif node is not None:

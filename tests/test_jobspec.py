@@ -10,8 +10,12 @@ from hypothesis import given, settings
 
 from adapter.canonical import canonical_v1, canonical_v1_bytes
 from adapter.jobspec import (
+    CROSS_REGION_REQUEST,
+    JOB_SPEC,
     ZERO_TIME,
     GoDecodeError,
+    GoStruct,
+    Kind,
     decode_cross_region_request,
     decode_jobspec,
     marshal_go,
@@ -349,3 +353,30 @@ def test_ascii_escaped_and_raw_utf8_bodies_project_the_same(spec: dict[str, Any]
     escaped = json.dumps(spec, ensure_ascii=True).encode()
     raw = json.dumps(spec, ensure_ascii=False).encode("utf-8")
     assert decode_jobspec(escaped) == decode_jobspec(raw)
+
+
+def _zero_by_kind(struct: GoStruct) -> dict[str, Any]:
+    scalars = {Kind.STRING: "", Kind.INT: 0, Kind.DURATION: 0, Kind.FLOAT: 0.0, Kind.BOOL: False}
+    zero: dict[str, Any] = {}
+    for fld in struct.fields:
+        if fld.kind is Kind.STRUCT:
+            assert fld.struct is not None
+            zero[fld.name] = _zero_by_kind(fld.struct)
+        else:
+            zero[fld.name] = scalars.get(fld.kind)  # nil map, slice, pointer; zero time
+    return zero
+
+
+@pytest.mark.parametrize("struct", [JOB_SPEC, CROSS_REGION_REQUEST], ids=lambda s: s.go_name)
+def test_zero_value_is_go_zero_and_fresh_each_time(struct: GoStruct) -> None:
+    """The cached zero value matches Go's per kind, and no decode shares a nested dict."""
+    first = struct.zero_value()
+    assert first == struct.zero_value() == _zero_by_kind(struct)
+    for name in list(first):  # scribble over every member, nested ones included
+        if isinstance(first[name], dict):
+            for inner in first[name].values():
+                if isinstance(inner, dict):
+                    inner.clear()
+            first[name].clear()
+        first[name] = "changed"
+    assert struct.zero_value() == _zero_by_kind(struct)
