@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final, NoReturn
 
 from adapter.gojson import SHORT_ESCAPES, encode, exceeds_max_depth, format_js_number
@@ -40,17 +40,24 @@ _V1_REMOVED: Final = ("id", "created_at", "signature", "public_key")
 # --- runner V1 -------------------------------------------------------------------------------
 
 
+# Values step 2 leaves as they are (by exact type; anything else goes through the function).
+_UNCHANGED: Final = frozenset({str, float, bool, type(None)})
+
+
 def _through_float64(value: Any) -> Any:
     """Step 2's marshal-then-unmarshal into a generic map: every number becomes float64."""
     kind = type(value)
-    if kind is str or kind is float or value is None or kind is bool:
+    if kind in _UNCHANGED:
         return value
     if kind is int:
         return float(value)
     if isinstance(value, Mapping):
-        return {key: _through_float64(item) for key, item in value.items()}
+        return {
+            key: item if type(item) in _UNCHANGED else _through_float64(item)
+            for key, item in value.items()
+        }
     if isinstance(value, list | tuple):
-        return [_through_float64(item) for item in value]
+        return [item if type(item) in _UNCHANGED else _through_float64(item) for item in value]
     if isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
@@ -130,7 +137,53 @@ def _utf16_order(key: str) -> bytes:
     return key.encode("utf-16-be", "surrogatepass")
 
 
+def _sorted_utf16(keys: Iterable[str]) -> list[str]:
+    """Keys in UTF-16 code unit order; for ASCII keys that is plain ``sorted``, in C."""
+    ordered = sorted(keys)
+    if "".join(ordered).isascii():
+        return ordered
+    return sorted(ordered, key=_utf16_order)
+
+
 def _stringify_into(parts: list[str], value: Any) -> None:
+    kind = type(value)
+    if kind is str:
+        parts.append(js_quote(value))
+    elif kind is dict:
+        # Plain keys and plain string members inline: a call per member was most of the time.
+        needs_escape = _JS_NEEDS_ESCAPE.search
+        separator = "{"
+        for key in _sorted_utf16(value):
+            item = value[key]
+            key_text = (
+                f'{separator}"{key}":'
+                if needs_escape(key) is None
+                else (f"{separator}{js_quote(key)}:")
+            )
+            separator = ","
+            if type(item) is str and needs_escape(item) is None:
+                parts.append(f'{key_text}"{item}"')
+            else:
+                parts.append(key_text)
+                _stringify_into(parts, item)
+        parts.append("}" if separator == "," else "{}")
+    elif kind is float:
+        parts.append(_js_number(value))
+    else:
+        _stringify_other(parts, value)
+
+
+def _js_number(number: float) -> str:
+    # An integral double below 2**53 prints as its integer (JS prints -0 as "0" too).
+    if number.is_integer() and abs(number) < _EXACT_INTEGERS:
+        return str(int(number))
+    return format_js_number(number) if math.isfinite(number) else "null"
+
+
+_EXACT_INTEGERS: Final = 2.0**53
+
+
+def _stringify_other(parts: list[str], value: Any) -> None:
     if value is None:
         parts.append("null")
     elif value is True:
@@ -140,11 +193,10 @@ def _stringify_into(parts: list[str], value: Any) -> None:
     elif isinstance(value, str):
         parts.append(js_quote(value))
     elif isinstance(value, int | float):
-        number = float(value)
-        parts.append(format_js_number(number) if math.isfinite(number) else "null")
+        parts.append(_js_number(float(value)))
     elif isinstance(value, Mapping):
         parts.append("{")
-        for index, key in enumerate(sorted(value, key=_utf16_order)):
+        for index, key in enumerate(_sorted_utf16(value)):
             if index:
                 parts.append(",")
             parts.append(js_quote(key))
@@ -176,7 +228,7 @@ def portal_messages(spec: Mapping[str, Any]) -> dict[str, bytes]:
     is stringified once and the messages are assembled from the pieces.
     """
     members = {key: f"{js_quote(key)}:{js_stable_stringify(value)}" for key, value in spec.items()}
-    order = sorted(members, key=_utf16_order)
+    order = _sorted_utf16(members)
     messages: dict[str, bytes] = {}
     for scheme, removed in _PORTAL_REMOVED.items():
         kept = {key: members[key] for key in order if key not in removed}

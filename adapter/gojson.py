@@ -170,12 +170,22 @@ def to_float64(number: GoNumber) -> float:
     return value
 
 
+# Parsed nodes that interface{} holds unchanged (checked by exact type, as parse makes them).
+_AS_IS: Final = frozenset({str, bool, type(None)})
+
+
 def to_interface(node: Any, on_error: Callable[[GoDecodeError], None], field: str) -> Any:
     """Decode into ``interface{}``: objects become maps (last duplicate wins), numbers float64."""
     if isinstance(node, GoObject):
-        return {key: to_interface(value, on_error, field) for key, value in node}
+        return {
+            key: value if type(value) in _AS_IS else to_interface(value, on_error, field)
+            for key, value in node
+        }
     if isinstance(node, list):
-        return [to_interface(value, on_error, field) for value in node]
+        return [
+            value if type(value) in _AS_IS else to_interface(value, on_error, field)
+            for value in node
+        ]
     if isinstance(node, GoNumber):
         try:
             return to_float64(node)
@@ -307,6 +317,17 @@ def format_js_number(value: float) -> str:
     return sign + _exponent_form(digits, point, pad=False)
 
 
+# Integral floats below 2**53 are exact integers, and the shortest digits that round-trip
+# such a float are its own: Go prints it as str(int(x)) would (zero aside: -0 stays "-0").
+_EXACT_INTEGERS: Final = 2.0**53
+
+
+def _format_float_fast(value: float) -> str:
+    if value.is_integer() and 0 < abs(value) < _EXACT_INTEGERS:
+        return str(int(value))
+    return format_float(value)
+
+
 def _encode_into(parts: list[str], value: Any, sort_keys: bool) -> None:
     # Exact-type fast paths first: this runs for every value of every signed spec.
     kind = type(value)
@@ -315,7 +336,7 @@ def _encode_into(parts: list[str], value: Any, sort_keys: bool) -> None:
     elif kind is dict:
         _encode_mapping(parts, value, sort_keys)
     elif kind is float:
-        parts.append(format_float(value))
+        parts.append(_format_float_fast(value))
     elif kind is list:
         _encode_sequence(parts, value, sort_keys)
     else:
@@ -323,28 +344,40 @@ def _encode_into(parts: list[str], value: Any, sort_keys: bool) -> None:
 
 
 def _encode_mapping(parts: list[str], value: Mapping[Any, Any], sort_keys: bool) -> None:
-    parts.append("{")
+    # The common members (plain keys, plain strings) are written inline: a function call
+    # per member was most of the encoder's time.
+    append = parts.append
+    needs_escape = _GO_NEEDS_ESCAPE.search
     items = sorted(value.items()) if sort_keys else value.items()
-    first = True
+    separator = "{"
     for key, item in items:
-        if not isinstance(key, str):
+        if type(key) is not str and not isinstance(key, str):
             raise TypeError(f"json: unsupported map key type {type(key).__name__}")
-        if not first:
-            parts.append(",")
-        first = False
-        parts.append(quote(key))
-        parts.append(":")
-        _encode_into(parts, item, sort_keys)
-    parts.append("}")
+        if needs_escape(key) is None:
+            key_text = f'{separator}"{key}":'
+        else:
+            key_text = f"{separator}{quote(key)}:"
+        separator = ","
+        if type(item) is str and needs_escape(item) is None:
+            append(f'{key_text}"{item}"')
+        else:
+            append(key_text)
+            _encode_into(parts, item, sort_keys)
+    append("}" if separator == "," else "{}")
 
 
 def _encode_sequence(parts: list[str], value: Sequence[Any], sort_keys: bool) -> None:
-    parts.append("[")
-    for index, item in enumerate(value):
-        if index:
-            parts.append(",")
-        _encode_into(parts, item, sort_keys)
-    parts.append("]")
+    append = parts.append
+    needs_escape = _GO_NEEDS_ESCAPE.search
+    separator = "["
+    for item in value:
+        if type(item) is str and needs_escape(item) is None:
+            append(f'{separator}"{item}"')
+        else:
+            append(separator)
+            _encode_into(parts, item, sort_keys)
+        separator = ","
+    append("]" if separator == "," else "[]")
 
 
 class RawJSON(bytes):
@@ -365,7 +398,7 @@ def _encode_other(parts: list[str], value: Any, sort_keys: bool) -> None:
     elif isinstance(value, int):
         parts.append(str(value))
     elif isinstance(value, float):
-        parts.append(format_float(value))
+        parts.append(_format_float_fast(value))
     elif isinstance(value, Mapping):
         _encode_mapping(parts, value, sort_keys)
     elif isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):

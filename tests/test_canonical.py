@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, strategies as st
 
 from adapter.canonical import (
     PORTAL_SCHEMES,
@@ -19,10 +21,12 @@ from adapter.canonical import (
     js_stable_stringify,
     parse_js,
     portal_message,
+    portal_messages,
 )
 from adapter.gojson import GoDecodeError, format_js_number
 from adapter.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
 from tests.conftest import VECTORS_DIR, load_vector
+from tests.strategies import free_values, go_text
 
 CANONICAL_VECTORS: list[dict[str, Any]] = load_vector("canonical-v1.json")
 OLD_PORTAL_FILES = sorted((VECTORS_DIR / "old-portal").glob("*.json"))
@@ -222,3 +226,40 @@ def test_v1_removes_nulls_and_empties_only_outside_arrays() -> None:
         b'{"constraints":{"min_regions":0},"metadata":{"d":[null,"",{}],"e":0,"f":false},'
         b'"version":"v1"}'
     )
+
+
+def _reference_stringify(value: Any) -> str:
+    """json-stable-stringify spelled out plainly: UTF-16 key order, one js_quote per string."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, str):
+        return js_quote(value)
+    if isinstance(value, int | float):
+        number = float(value)
+        return format_js_number(number) if math.isfinite(number) else "null"
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: k.encode("utf-16-be", "surrogatepass"))
+        return "{" + ",".join(f"{js_quote(k)}:{_reference_stringify(value[k])}" for k in keys) + "}"
+    return "[" + ",".join(_reference_stringify(v) for v in value) + "]"
+
+
+@given(free_values(depth=3))
+def test_js_stable_stringify_matches_the_plain_form(value: Any) -> None:
+    """The inlined fast paths (ASCII key sort, plain strings, integral numbers) change nothing."""
+    assert js_stable_stringify(value) == _reference_stringify(value)
+
+
+@given(st.dictionaries(go_text(max_size=6), free_values(depth=2), max_size=6))
+def test_portal_messages_are_the_stringified_spec_minus_each_generations_keys(
+    spec: dict[str, Any],
+) -> None:
+    """Each generation's message is the plain stringify of the spec without its keys."""
+    removed = {
+        "portal_c4cbb02": ("signature", "public_key"),
+        "portal_04b8886": ("signature", "public_key", "id"),
+        "portal_21a0059": ("signature", "public_key", "id", "created_at"),
+    }
+    messages = portal_messages(spec)
+    for scheme, keys in removed.items():
+        kept = {k: v for k, v in spec.items() if k not in keys}
+        assert messages[scheme] == _reference_stringify(kept).encode("utf-8")

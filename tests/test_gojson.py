@@ -19,6 +19,7 @@ from adapter.gojson import (
     parse,
     quote,
 )
+from tests.strategies import free_values
 
 
 @pytest.mark.parametrize(
@@ -247,3 +248,41 @@ def test_encode_rejects_unsupported_values() -> None:
         encode({"a": object()})
     with pytest.raises(TypeError):
         encode({1: "a"})
+
+
+def _reference_encode(value: object, sort_keys: bool) -> str:
+    """The encoder spelled out plainly: one quote() per string, one format_float per float."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, str):
+        return quote(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return format_float(value)
+    if isinstance(value, dict):
+        items = sorted(value.items()) if sort_keys else list(value.items())
+        members = [f"{quote(k)}:{_reference_encode(v, sort_keys)}" for k, v in items]
+        return "{" + ",".join(members) + "}"
+    assert isinstance(value, list)
+    return "[" + ",".join(_reference_encode(v, sort_keys) for v in value) + "]"
+
+
+@given(free_values(depth=3), st.booleans())
+def test_encode_matches_the_plain_encoder(value: object, sort_keys: bool) -> None:
+    """The inlined fast paths (plain strings, integral floats) write what quote/format_float do."""
+    expected = _reference_encode(value, sort_keys).encode("utf-8")
+    assert encode(value, sort_keys=sort_keys) == expected
+
+
+@given(
+    st.one_of(
+        st.integers(-(2**54), 2**54).map(float),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.sampled_from([2.0**53, 2.0**53 - 1, -(2.0**53), 1e21, -0.0, 0.0]),
+    )
+)
+def test_encode_float_is_format_float(value: float) -> None:
+    """Integral floats take a shortcut that must print exactly as format_float does."""
+    assert encode(value) == format_float(value).encode()
+    assert encode([value]) == f"[{format_float(value)}]".encode()
