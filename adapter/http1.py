@@ -14,6 +14,7 @@ The response parser reads what the runner sends back; it is strict about framing
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from typing import Final, NamedTuple
 
@@ -117,17 +118,50 @@ class Framing(enum.Enum):
 
 # Members as module constants: enum attribute access costs ~0.3 µs on Python 3.11.
 _NONE, _LENGTH, _CHUNKED, _CLOSE = Framing.NONE, Framing.LENGTH, Framing.CHUNKED, Framing.CLOSE
+# Connection values seen on nearly every response, parsed once.
+_COMMON_CONNECTION: Final = {
+    "keep-alive": frozenset({"keep-alive"}),
+    "close": frozenset({"close"}),
+}
+
+
+def _field_values(lowered: str, key: str) -> list[str]:
+    """Trimmed values of every field line starting with ``key`` (CRLF, name, colon) in a
+    lower-cased block that starts with CRLF. Plain ``find`` calls: faster than a regex
+    scan of the whole block, which costs about 2 µs here."""
+    values: list[str] = []
+    at = lowered.find(key)
+    while at >= 0:
+        start = at + len(key)
+        end = lowered.find("\r\n", start)
+        values.append(lowered[start:end].strip(" \t"))
+        at = lowered.find(key, end)
+    return values
 
 
 class ResponseHead(NamedTuple):
-    """A response head from the runner and what it means for framing and reuse."""
+    """A response head from the runner and what it means for framing and reuse.
+
+    ``block`` is the field lines exactly as received (latin-1 text, each line ending in
+    CRLF), so the relay can pass them on with a regex filter instead of rebuilding them.
+    """
 
     status: int
     reason: str
-    fields: Fields
+    block: str
     framing: Framing
     content_length: int
     reusable: bool
+    nominated: frozenset[str]
+
+    @property
+    def fields(self) -> Fields:
+        """The fields as (name, value) pairs, values trimmed, order and repetition kept."""
+        fields: Fields = []
+        for line in self.block.split("\r\n")[:-1]:
+            name, _, value = line.partition(":")
+            fields.append((name, value.strip(" \t")))
+        return fields
 
 
 def parse_response_head(head: bytes, request_method: str) -> ResponseHead:
@@ -142,27 +176,25 @@ def parse_response_head(head: bytes, request_method: str) -> ResponseHead:
     match = _STATUS_LINE_RE.fullmatch(status_line)
     if match is None:
         raise ResponseHeadError(f"bad status line {status_line[:80]!r}")
-    minor, status, reason = int(match[1]), int(match[2]), match[3] or ""
-    fields: Fields = []
-    lengths: set[str] = set()
-    codings: list[str] = []
-    connection: list[str] = []
-    if line_end >= 0:
-        block = text[line_end + 2 :] + "\r\n"
-        if not _RESPONSE_FIELDS_RE.fullmatch(block):
-            raise ResponseHeadError("malformed header field")
-        for line in block[:-2].split("\r\n"):
-            name, _, value = line.partition(":")
-            value = value.strip(" \t")
-            fields.append((name, value))
-            lowered = name.lower()
-            if lowered == "content-length":
-                lengths.add(value)
-            elif lowered == "transfer-encoding":
-                codings.extend(c.strip().lower() for c in value.split(",") if c.strip())
-            elif lowered == "connection":
-                connection.append(value)
-    reusable = minor == 1 and not (connection and "close" in connection_tokens(connection))
+    minor, status, reason = match[1] == "1", int(match[2]), match[3] or ""
+    block = "" if line_end < 0 else text[line_end + 2 :] + "\r\n"
+    if block and not _RESPONSE_FIELDS_RE.fullmatch(block):
+        raise ResponseHeadError("malformed header field")
+    lowered = "\r\n" + block.lower()
+    lengths = set(_field_values(lowered, "\r\ncontent-length:"))
+    codings = [
+        coding.strip()
+        for value in _field_values(lowered, "\r\ntransfer-encoding:")
+        for coding in value.split(",")
+        if coding.strip()
+    ]
+    connection = _field_values(lowered, "\r\nconnection:")
+    nominated: frozenset[str] = frozenset()
+    if len(connection) == 1 and connection[0] in _COMMON_CONNECTION:
+        nominated = _COMMON_CONNECTION[connection[0]]
+    elif connection:
+        nominated = frozenset(connection_tokens(connection))
+    reusable = minor and "close" not in nominated
     content_length = 0
     if codings:
         if codings != ["chunked"]:
@@ -183,7 +215,24 @@ def parse_response_head(head: bytes, request_method: str) -> ResponseHead:
     # a 204/304/HEAD answer without Content-Length leaves it reusable.
     if framing is _CLOSE or status == 101:
         reusable = False
-    return ResponseHead(status, reason, fields, framing, content_length, reusable)
+    return ResponseHead(status, reason, block, framing, content_length, reusable, nominated)
+
+
+@functools.lru_cache(maxsize=64)
+def _dropping(names: frozenset[str]) -> re.Pattern[str]:
+    """A regex matching whole field lines whose (case-insensitive) name is in ``names``."""
+    alternatives = "|".join(sorted(re.escape(name) for name in names))
+    return re.compile(rf"^(?:{alternatives}):[^\r\n]*\r\n", re.IGNORECASE | re.MULTILINE)
+
+
+def relayed_response_head(response: ResponseHead, dropped: frozenset[str], added: Fields) -> bytes:
+    """The head for the client: the runner's field lines minus ``dropped`` names (lower
+    case), byte for byte, then ``added``, under an HTTP/1.1 status line."""
+    kept = _dropping(dropped).sub("", response.block) if dropped else response.block
+    lines = [f"HTTP/1.1 {response.status} {response.reason}\r\n", kept]
+    lines.extend(f"{name}: {value}\r\n" for name, value in added)
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1")
 
 
 class ChunkedError(ValueError):
@@ -295,6 +344,7 @@ __all__ = (
     "parse_request_head",
     "parse_response_head",
     "rechunk",
+    "relayed_response_head",
     "serialize_request_head",
     "serialize_response_head",
 )
