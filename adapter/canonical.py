@@ -63,24 +63,40 @@ def _through_float64(value: Any) -> Any:
     return value
 
 
-def _remove_null_and_empty(obj: dict[str, Any]) -> None:
-    """Step 4: drop null and "" members; recurse into objects (not arrays); drop emptied ones."""
-    for key in list(obj):
-        value = obj[key]
-        if value is None or value == "":
-            del obj[key]
-        elif isinstance(value, dict):
-            _remove_null_and_empty(value)
-            if not value:
-                del obj[key]
+def _v1_object(obj: Mapping[str, Any], skip: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Steps 2 to 4 in one pass over a copy: numbers become float64 (step 2), ``skip``
+    members go (step 3), null and "" members go, objects are recursed into and dropped
+    when left empty, arrays are kept whole (step 4). No member is built only to be deleted.
+    """
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        kind = type(value)
+        if kind is str:
+            if value:
+                out[key] = value
+        elif kind is float or kind is bool:
+            out[key] = value
+        elif value is None:
+            continue
+        elif isinstance(value, Mapping):
+            inner = _v1_object(value)
+            if inner:
+                out[key] = inner
+        else:
+            converted = _through_float64(value)
+            if converted != "":
+                out[key] = converted
+    for key in skip:
+        out.pop(key, None)
+    return out
+
+
+_V1_REMOVED_SET: Final = frozenset(_V1_REMOVED)
 
 
 def canonical_v1(spec: Mapping[str, Any]) -> bytes:
     """The bytes the runner's ``VerifySignature`` checks, from a decoded (projected) spec."""
-    generic: dict[str, Any] = _through_float64(spec)
-    for key in _V1_REMOVED:
-        generic.pop(key, None)
-    _remove_null_and_empty(generic)
+    generic = _v1_object(spec, _V1_REMOVED_SET)  # steps 2, 3 and 4
     constraints = generic.get("constraints")
     if isinstance(constraints, dict):
         rate = constraints.get("min_success_rate")
@@ -155,11 +171,10 @@ def _stringify_into(parts: list[str], value: Any) -> None:
         separator = "{"
         for key in _sorted_utf16(value):
             item = value[key]
-            key_text = (
-                f'{separator}"{key}":'
-                if needs_escape(key) is None
-                else (f"{separator}{js_quote(key)}:")
-            )
+            if needs_escape(key) is None:
+                key_text = f'{separator}"{key}":'
+            else:
+                key_text = f"{separator}{js_quote(key)}:"
             separator = ","
             if type(item) is str and needs_escape(item) is None:
                 parts.append(f'{key_text}"{item}"')

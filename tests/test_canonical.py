@@ -23,7 +23,7 @@ from adapter.canonical import (
     portal_message,
     portal_messages,
 )
-from adapter.gojson import GoDecodeError, format_js_number
+from adapter.gojson import GoDecodeError, encode, format_js_number
 from adapter.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
 from tests.conftest import VECTORS_DIR, load_vector
 from tests.strategies import free_values, go_text
@@ -263,3 +263,52 @@ def test_portal_messages_are_the_stringified_spec_minus_each_generations_keys(
     for scheme, keys in removed.items():
         kept = {k: v for k, v in spec.items() if k not in keys}
         assert messages[scheme] == _reference_stringify(kept).encode("utf-8")
+
+
+def _reference_canonical(spec: dict[str, Any]) -> bytes:
+    """§2a steps 2-5 one after the other, as the runner runs them, on a copy."""
+
+    def through_float64(value: Any) -> Any:
+        if isinstance(value, bool) or value is None or isinstance(value, str | float):
+            return value
+        if isinstance(value, int):
+            return float(value)
+        if isinstance(value, dict):
+            return {k: through_float64(v) for k, v in value.items()}
+        return [through_float64(v) for v in value]
+
+    def remove_null_and_empty(obj: dict[str, Any]) -> None:
+        for key in list(obj):
+            value = obj[key]
+            if value is None or value == "":
+                del obj[key]
+            elif isinstance(value, dict):
+                remove_null_and_empty(value)
+                if not value:
+                    del obj[key]
+
+    generic = through_float64(spec)
+    for key in ("id", "created_at", "signature", "public_key"):
+        generic.pop(key, None)
+    remove_null_and_empty(generic)
+    constraints = generic.get("constraints")
+    rate = constraints.get("min_success_rate") if isinstance(constraints, dict) else None
+    if isinstance(rate, float) and rate == 0:
+        del constraints["min_success_rate"]
+    return encode(generic, sort_keys=True)
+
+
+SPEC_KEYS = st.sampled_from(["id", "created_at", "signature", "public_key", "metadata", "x", ""])
+
+
+@given(
+    st.dictionaries(st.one_of(SPEC_KEYS, go_text(max_size=6)), free_values(depth=3), max_size=8),
+    st.sampled_from([None, {}, {"min_success_rate": 0.0}, {"min_success_rate": 0, "regions": []}]),
+)
+def test_canonical_v1_is_the_steps_run_one_after_the_other(
+    spec: dict[str, Any], constraints: dict[str, Any] | None
+) -> None:
+    """The one-pass V1 form equals the runner's steps run in turn, on any generic value."""
+    if constraints is not None:
+        spec["constraints"] = constraints
+    assert canonical_v1(spec) == _reference_canonical(spec)
