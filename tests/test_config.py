@@ -32,6 +32,8 @@ def test_defaults_match_issue_2() -> None:
         upstream_connect_timeout=5.0,
         upstream_timeout=60.0,
         shutdown_grace=25.0,
+        client_idle_timeout=75.0,
+        lean_relay=True,
         trusted_proxy_hops=0,
         client_ip_header=None,
         log_level="info",
@@ -49,6 +51,8 @@ def test_every_variable_is_read() -> None:
         "ADAPTER_UPSTREAM_CONNECT_TIMEOUT": "1.5",
         "ADAPTER_UPSTREAM_TIMEOUT": "30",
         "ADAPTER_SHUTDOWN_GRACE": "0",
+        "ADAPTER_CLIENT_IDLE_TIMEOUT": "12.5",
+        "ADAPTER_LEAN_RELAY": "off",
         "ADAPTER_TRUSTED_PROXY_HOPS": "2",
         "ADAPTER_CLIENT_IP_HEADER": "Fly-Client-IP",
         "ADAPTER_LOG_LEVEL": "DEBUG",
@@ -60,6 +64,8 @@ def test_every_variable_is_read() -> None:
     assert config.upstream_connect_timeout == 1.5
     assert config.upstream_timeout == 30.0
     assert config.shutdown_grace == 0.0
+    assert config.client_idle_timeout == 12.5
+    assert config.lean_relay is False
     assert config.trusted_proxy_hops == 2
     assert config.client_ip_header == "Fly-Client-IP"
     assert (config.log_level, config.log_format) == ("debug", "console")
@@ -95,6 +101,9 @@ def test_blank_values_mean_default() -> None:
         pytest.param("ADAPTER_UPSTREAM_TIMEOUT", "5s", "number of seconds", id="timeout-unit"),
         pytest.param("ADAPTER_SHUTDOWN_GRACE", "-0.5", "zero or more", id="grace-negative"),
         pytest.param("ADAPTER_SHUTDOWN_GRACE", "7200", "at most 3600", id="grace-huge"),
+        pytest.param("ADAPTER_CLIENT_IDLE_TIMEOUT", "0", "more than zero", id="idle-zero"),
+        pytest.param("ADAPTER_CLIENT_IDLE_TIMEOUT", "1e6", "at most 86400", id="idle-huge"),
+        pytest.param("ADAPTER_LEAN_RELAY", "maybe", "true or false", id="lean-word"),
         pytest.param("ADAPTER_TRUSTED_PROXY_HOPS", "-1", "integer from 0 to 32", id="hops-neg"),
         pytest.param("ADAPTER_TRUSTED_PROXY_HOPS", "one", "integer from 0 to 32", id="hops-word"),
         pytest.param("ADAPTER_CLIENT_IP_HEADER", "Fly Client IP", "header name", id="header"),
