@@ -289,11 +289,13 @@ class _Decode:
     def into_struct(
         self, node: GoObject, struct: GoStruct, current: dict[str, Any], path: str
     ) -> None:
-        lookup = struct.lookup
+        exact = struct._exact  # lookup() inlined for the usual exact-name match
         for key, value in node:
-            fld = lookup(key)
+            fld = exact.get(key)
             if fld is None:
-                continue
+                fld = struct.lookup(key)
+                if fld is None:
+                    continue
             name = fld.name
             kind = fld.kind
             if kind is Kind.STRING and type(value) is str:  # most fields: no handler needed
@@ -493,10 +495,13 @@ def _emit_value(fld: GoField, value: Any) -> Any:
 def _emit_struct(struct: GoStruct, current: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for fld in struct.fields:
-        value = current[fld.name]
-        if fld.omitempty and _is_empty(fld, value):
-            continue
-        out[fld.name] = value if fld.kind in _EMITTED_AS_IS else _emit_value(fld, value)
+        name = fld.name
+        value = current[name]
+        if fld.kind in _EMITTED_AS_IS:  # scalars: omitempty omits exactly the falsy ones
+            if value or not fld.omitempty:
+                out[name] = value
+        elif not (fld.omitempty and _is_empty(fld, value)):
+            out[name] = _emit_value(fld, value)
     return out
 
 
