@@ -247,6 +247,9 @@ class _Chunk(enum.Enum):
 
 
 _MAX_CHUNK_LINE: Final = 4096
+# 16 hex digits fill 64 bits: a longer size would overflow a client's counter and let it
+# disagree with us about where the body ends.
+_MAX_CHUNK_SIZE_DIGITS: Final = 16
 
 
 class ChunkedScanner:
@@ -288,7 +291,11 @@ class ChunkedScanner:
                 raise ChunkedError("chunk line not CRLF-terminated")
             if self._state is _Chunk.SIZE:
                 size_text = line[:-2].split(b";", 1)[0].strip(b" \t")
-                if not size_text or not all(c in b"0123456789abcdefABCDEF" for c in size_text):
+                if (
+                    not size_text
+                    or len(size_text) > _MAX_CHUNK_SIZE_DIGITS
+                    or not all(c in b"0123456789abcdefABCDEF" for c in size_text)
+                ):
                     raise ChunkedError(f"bad chunk size {size_text[:20]!r}")
                 self._remaining = int(size_text, 16)
                 self._state = _Chunk.DATA if self._remaining else _Chunk.TRAILER

@@ -31,6 +31,7 @@ from adapter.http1 import (
     parse_request_head,
     parse_response_head,
     rechunk,
+    relayed_response_head,
     serialize_request_head,
     serialize_response_head,
 )
@@ -872,3 +873,73 @@ def _assert_aiohttp_agrees(head: bytes, expected: RequestHead) -> None:
         assert int(message.headers.get("Content-Length", "0")) == expected.content_length
     finally:
         loop.close()
+
+
+# relayed_response_head: the runner's field lines passed on byte for byte, minus the
+# dropped names, plus the added fields.
+
+_RELAY_BLOCK = (
+    b"HTTP/1.1 200 OK\r\nServer: runner\r\nConnection: keep-alive, X-Internal\r\n"
+    b"Set-Cookie: a=1\r\nX-Internal: secret\r\nset-cookie: b=2\r\nKeep-Alive: timeout=5\r\n"
+    b"Content-Type:  application/json \r\nContent-Length: 2"
+)
+
+
+@pytest.mark.parametrize(
+    ("dropped", "added", "expected"),
+    [
+        pytest.param(
+            frozenset({"connection", "keep-alive", "x-internal"}),
+            [("X-Request-ID", "r1")],
+            b"HTTP/1.1 200 OK\r\nServer: runner\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\n"
+            b"Content-Type:  application/json \r\nContent-Length: 2\r\nX-Request-ID: r1\r\n\r\n",
+            id="hop-by-hop-and-nominated",
+        ),
+        pytest.param(
+            frozenset({"CONTENT-LENGTH", "content-length"}),
+            [],
+            b"HTTP/1.1 200 OK\r\nServer: runner\r\nConnection: keep-alive, X-Internal\r\n"
+            b"Set-Cookie: a=1\r\nX-Internal: secret\r\nset-cookie: b=2\r\nKeep-Alive: timeout=5\r\n"
+            b"Content-Type:  application/json \r\n\r\n",
+            id="case-insensitive",
+        ),
+        pytest.param(
+            frozenset(),
+            [("Connection", "close")],
+            _RELAY_BLOCK + b"\r\nConnection: close\r\n\r\n",
+            id="nothing-dropped",
+        ),
+        pytest.param(
+            frozenset({"set-cookie", "server"}),
+            [],
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Internal\r\nX-Internal: secret\r\n"
+            b"Keep-Alive: timeout=5\r\nContent-Type:  application/json \r\nContent-Length: 2"
+            b"\r\n\r\n",
+            id="repeated-names-all-dropped",
+        ),
+    ],
+)
+def test_relayed_response_head(
+    dropped: frozenset[str], added: list[tuple[str, str]], expected: bytes
+) -> None:
+    """Kept lines are byte-identical (case, spacing, order, repetition); only whole lines
+    whose name is dropped go, never a line whose name merely starts with a dropped one."""
+    response = parse_response_head(_RELAY_BLOCK, "GET")
+    assert relayed_response_head(response, dropped, added) == expected
+
+
+def test_relayed_response_head_keeps_longer_names() -> None:
+    """Dropping ``te`` must not drop ``Tenant`` or ``TE-Extra``."""
+    response = parse_response_head(
+        b"HTTP/1.1 204 No Content\r\nTE: trailers\r\nTenant: a\r\nTE-Extra: b", "GET"
+    )
+    assert relayed_response_head(response, frozenset({"te"}), []) == (
+        b"HTTP/1.1 204 No Content\r\nTenant: a\r\nTE-Extra: b\r\n\r\n"
+    )
+
+
+def test_chunk_size_longer_than_64_bits_is_refused() -> None:
+    """A 17-digit chunk size would overflow a client's 64-bit counter."""
+    with pytest.raises(ChunkedError):
+        ChunkedScanner().feed(b"1" + b"0" * 16 + b"\r\n")
+    assert ChunkedScanner().feed(b"0000000000000000\r\n\r\n") == 20
