@@ -7,7 +7,7 @@ import contextlib
 import gzip
 import io
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 
 import aiohttp
 import orjson
@@ -31,9 +31,31 @@ from tests.conftest import (
     AdapterFactory,
     RawTcpUpstream,
     RecordingUpstream,
+    RunningAdapter,
     free_port,
     raw_exchange,
 )
+
+
+@pytest.fixture(
+    name="start_adapter",
+    autouse=True,
+    params=[pytest.param("true", id="lean"), pytest.param("false", id="aiohttp")],
+)
+def _start_adapter_on_both_paths(
+    start_adapter: AdapterFactory, request: pytest.FixtureRequest
+) -> AdapterFactory:
+    """Every test here runs twice: through the lean relay and with ADAPTER_LEAN_RELAY=false."""
+    lean_relay: str = request.param
+
+    async def start(
+        upstream_url: object, env: Mapping[str, str] | None = None, **kwargs: object
+    ) -> RunningAdapter:
+        return await start_adapter(
+            upstream_url, {**(env or {}), "ADAPTER_LEAN_RELAY": lean_relay}, **kwargs
+        )
+
+    return start
 
 
 def _get(target: str, *extra: str) -> bytes:
