@@ -312,3 +312,31 @@ def test_canonical_v1_is_the_steps_run_one_after_the_other(
     if constraints is not None:
         spec["constraints"] = constraints
     assert canonical_v1(spec) == _reference_canonical(spec)
+
+
+def _js_quote_by_character(text: str) -> str:
+    """JSON.stringify's QuoteJSONString, one character at a time (ECMA-262 25.5.2.3)."""
+    short = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r"}
+    short["\t"] = "\\t"
+    out = []
+    for char in text:
+        if char in short:
+            out.append(short[char])
+        elif char < " " or "\ud800" <= char <= "\udfff":
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+@given(
+    st.text(
+        st.one_of(
+            st.characters(),
+            st.sampled_from(['"', "\\", "<", "\u2028", "\ud800", "\udfff", "\x00", "\x1f"]),
+        )
+    )
+)
+def test_js_quote_escapes_each_character_as_json_stringify_does(text: str) -> None:
+    """The translate table escapes exactly what JSON.stringify escapes, and how."""
+    assert js_quote(text) == _js_quote_by_character(text)

@@ -286,3 +286,35 @@ def test_encode_float_is_format_float(value: float) -> None:
     """Integral floats take a shortcut that must print exactly as format_float does."""
     assert encode(value) == format_float(value).encode()
     assert encode([value]) == f"[{format_float(value)}]".encode()
+
+
+ANY_TEXT = st.text(
+    st.one_of(
+        st.characters(),
+        st.sampled_from(['"', "\\", "<", ">", "&", "\u2028", "\u2029", "\ud800", "\udfff"]),
+        st.characters(max_codepoint=0x1F),
+    )
+)
+
+
+def _go_quote_by_character(text: str) -> str:
+    """Go's string encoder, one character at a time (encode.go appendString)."""
+    short = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r"}
+    short["\t"] = "\\t"
+    out = []
+    for char in text:
+        if char in short:
+            out.append(short[char])
+        elif "\ud800" <= char <= "\udfff":
+            out.append("\\ufffd")
+        elif char in "<>&\u2028\u2029" or char < " ":
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+@given(ANY_TEXT)
+def test_quote_escapes_each_character_as_go_does(text: str) -> None:
+    """The translate table escapes exactly what Go's encoder escapes, and how."""
+    assert quote(text) == _go_quote_by_character(text)
