@@ -177,12 +177,18 @@ class UpstreamConnection(asyncio.Protocol):
             exchange.upstream_lost(exc)
 
     def pause_writing(self) -> None:
-        if self.exchange is not None:
-            self.exchange.client.pause_reading("upstream")
+        # The runner is not taking the upload as fast as the client sends it: the runner
+        # now has upstream_timeout to take more (checked by the sweep).
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.upstream_progress = exchange.client.loop.time()
+            exchange.client.pause_reading("upstream")
 
     def resume_writing(self) -> None:
-        if self.exchange is not None:
-            self.exchange.client.resume_reading("upstream")
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.upstream_progress = exchange.client.loop.time()
+            exchange.client.resume_reading("upstream")
 
     def close(self) -> None:
         """Close gracefully; the pool forgets the connection when it is gone."""
@@ -369,11 +375,22 @@ class ClientConnection(asyncio.Protocol):
         self._read_pauses.add(reason)
 
     def resume_reading(self, reason: str) -> None:
-        """Lift one reason for not reading; read again when none is left."""
+        """Lift one reason for not reading; read again when none is left (the client's
+        idle clock restarts: the wait was ours, not its)."""
         if reason in self._read_pauses:
             self._read_pauses.discard(reason)
             if not self._read_pauses and self.transport is not None and not self.closed:
+                self.progress = self.loop.time()
                 self.transport.resume_reading()
+
+    @property
+    def reading_paused(self) -> bool:
+        """True while the relay is not reading from the client, for any reason."""
+        return bool(self._read_pauses)
+
+    def paused_for(self, reason: str) -> bool:
+        """True while ``reason`` keeps the relay from reading the client."""
+        return reason in self._read_pauses
 
     def take_body(self, limit: int) -> bytes:
         """Up to ``limit`` body bytes already buffered behind the head."""
@@ -838,7 +855,11 @@ class Exchange:
         """The sweep's check: a stalled client or a silent runner ends the exchange."""
         client = self.client
         idle_limit = client.context.client_idle_timeout
-        if (self.body_remaining or client.write_paused) and now - client.progress > idle_limit:
+        upstream_limit = client.context.config.upstream_timeout
+        # A body the relay itself stopped reading (the runner is slow to take it) is not
+        # the client's stall; the runner gets upstream_timeout to take the next bytes.
+        body_stalled = self.body_remaining and not client.reading_paused
+        if (body_stalled or client.write_paused) and now - client.progress > idle_limit:
             self.aborted = "client_timeout"
             self.keep_alive = False
             self.upstream_reusable = False
@@ -846,11 +867,12 @@ class Exchange:
             client.abort()
             self.finish()
             return
+        upload_blocked = self.body_remaining and client.paused_for("upstream")
         if (
-            self.request_sent
+            (self.request_sent or upload_blocked)
             and self.upstream is not None
             and not self.upstream_paused
-            and now - self.upstream_progress > client.context.config.upstream_timeout
+            and now - self.upstream_progress > upstream_limit
         ):
             if self.response is None:
                 self.fail(UpstreamError("timeout", "http_response_timeout", "ReadTimeout"))
