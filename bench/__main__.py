@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--targets",
         type=_targets,
         default=harness.TARGETS,
-        help="comma list from direct,adapter,nginx,naive (default: all)",
+        help="comma list from direct,adapter,adapter-aiohttp,nginx,naive (default: all)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 1 round × 1 s, 20 MiB stream"

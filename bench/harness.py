@@ -34,8 +34,10 @@ from bench.upstream import BLOB_PATH, UPLOAD_PATH
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 VECTOR_PATH: Final = REPO_ROOT / "tests" / "vectors" / "old-portal" / "21-3regions.json"
-TARGETS: Final[tuple[str, ...]] = ("direct", "adapter", "nginx", "naive")
-PROXIES: Final = ("adapter", "nginx", "naive")
+# "adapter-aiohttp" is the same adapter with ADAPTER_LEAN_RELAY=false: every request on
+# aiohttp's server and client, the path the lean relay replaced for plain requests.
+TARGETS: Final[tuple[str, ...]] = ("direct", "adapter", "adapter-aiohttp", "nginx", "naive")
+PROXIES: Final = ("adapter", "adapter-aiohttp", "nginx", "naive")
 READY_TIMEOUT_S: Final = 20.0
 STOP_TIMEOUT_S: Final = 10.0
 RSS_SAMPLE_INTERVAL_S: Final = 0.02
@@ -418,6 +420,19 @@ def start_services(procs: Processes, options: Options) -> Bench:
     except RuntimeError as exc:
         missing.append(MissingTarget("adapter", f"did not start: {_one_line(exc)}"))
         options.progress(f"adapter failed to start: {exc}")
+    if "adapter-aiohttp" in options.targets:
+        port, admin = free_port(), free_port()
+        env = adapter_env(upstream.url, port, admin, options)
+        env["ADAPTER_LEAN_RELAY"] = "false"
+        try:
+            proxies["adapter-aiohttp"] = procs.start(
+                "adapter-aiohttp",
+                options.adapter_command or _python_module("adapter", "serve"),
+                port=port,
+                env=env,
+            )
+        except RuntimeError as exc:
+            missing.append(MissingTarget("adapter-aiohttp", f"did not start: {_one_line(exc)}"))
 
     if nginx_bin is None:
         missing.append(MissingTarget("nginx", "nginx not installed (apt-get install nginx)"))

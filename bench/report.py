@@ -23,7 +23,7 @@ REWRITE_EXTRA_CPU_BOUND_US: Final = 50.0
 FLAT_RSS_BOUND_BYTES: Final = 16 * MIB
 PASSTHROUGH_SCENARIOS: Final = ("GET", "POST 2 KB")
 REWRITE: Final = "rewrite"
-TARGET_ORDER: Final = ("direct", "adapter", "nginx", "naive")
+TARGET_ORDER: Final = ("direct", "adapter", "adapter-aiohttp", "nginx", "naive")
 DASH: Final = "—"
 
 
