@@ -334,6 +334,9 @@ class ClientConnection(asyncio.Protocol):
                 data = exchange.client_body(data)
                 if not data:
                     return
+            if self.exchange is None and not self.buffer:
+                self.start_from(data)
+                return
             self.buffer += data
             if self.exchange is None:
                 self.start_next()
@@ -418,6 +421,22 @@ class ClientConnection(asyncio.Protocol):
         del buffer[: end + len(HEAD_END)]
         self.exchange = Exchange(self, head)
         self.exchange.start()
+
+    def start_from(self, data: bytes) -> None:
+        """``start_next`` for the usual case, a whole request in one read on an idle
+        connection: parsed from ``data`` itself, without copying through the buffer."""
+        end = data.find(HEAD_END)
+        if end < 0 or self.context.draining:
+            self.buffer += data
+            self.start_next()
+            return
+        head = parse_request_head(data[:end])
+        if head is None or hands_over(head):
+            self.buffer += data
+            self.hand_over()
+            return
+        self.exchange = Exchange(self, head)
+        self.exchange.start(data[end + len(HEAD_END) :])
 
     def hand_over(self) -> None:
         """Give the connection, and every byte read so far, to aiohttp's handler."""
@@ -562,11 +581,19 @@ class Exchange:
         )
         return fields, origin.client_ip
 
-    def start(self) -> None:
-        """Build the upstream head, then send on a pooled connection or open one."""
+    def start(self, rest: bytes = b"") -> None:
+        """Build the upstream head, then send on a pooled connection or open one.
+
+        ``rest`` is what followed the head in the same read, when it was not buffered.
+        """
         context = self.client.context
         headers, self.client_ip = self._upstream_fields()
-        body = self.client.take_body(self.body_remaining)
+        if rest:  # bytes that came with the head: body first, then the next request
+            body = rest[: self.body_remaining]
+            if len(rest) > len(body):
+                self.client.buffer += rest[len(body) :]
+        else:
+            body = self.client.take_body(self.body_remaining)
         self.body_remaining -= len(body)
         self.bytes_in += len(body)
         self.pending = [serialize_request_head(self.head.method, self.head.target, headers), body]
