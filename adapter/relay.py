@@ -587,6 +587,7 @@ class Exchange:
         ``rest`` is what followed the head in the same read, when it was not buffered.
         """
         context = self.client.context
+        context.metrics.inflight.inc()  # first: finish() always decrements
         headers, self.client_ip = self._upstream_fields()
         if rest:  # bytes that came with the head: body first, then the next request
             body = rest[: self.body_remaining]
@@ -597,7 +598,6 @@ class Exchange:
         self.body_remaining -= len(body)
         self.bytes_in += len(body)
         self.pending = [serialize_request_head(self.head.method, self.head.target, headers), body]
-        context.metrics.inflight.inc()
         conn = context.pool.acquire()
         if conn is not None:
             self.attach(conn, reused=True)
