@@ -23,9 +23,9 @@ from prometheus_client import CollectorRegistry
 from pytest_aiohttp import AiohttpServer
 
 from adapter.app import CLIENT_IDLE_TIMEOUT, create_app, make_proxy_runner
-from adapter.relay import RelayServer
 from adapter.config import Config
 from adapter.proxy import UPSTREAM
+from adapter.relay import RelayServer
 from tests.conftest import AdapterFactory, RecordingUpstream, RunningAdapter
 from tests.served_adapter import served_adapter
 
@@ -261,7 +261,7 @@ async def test_default_idle_timeout_replaces_aiohttps_hour(upstream: RecordingUp
         # HTTP/1.0 keep-alive is not the relay's: the connection goes to aiohttp.
         writer.write(b"GET /ok HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")
         head = await reader.readuntil(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200")
+        assert head.startswith((b"HTTP/1.0 200", b"HTTP/1.1 200"))
         [handler] = server.connections
         assert handler.keepalive_timeout == 75.0
         writer.close()
