@@ -39,6 +39,7 @@ from bench.harness import (
     passthrough_get,
     passthrough_post_2kb,
     plan_cpus,
+    rewrite_job,
 )
 from bench.loadgen import Measurement, Scenario
 
@@ -173,7 +174,7 @@ def measure(
                         print(line, flush=True)
 
 
-def profile(seconds: float, concurrency: int, post: bool, top: int) -> None:
+def profile(seconds: float, concurrency: int, post: bool, top: int, rewrite: bool = False) -> None:
     """Run the adapter in-process under cProfile while wrk drives it; print the top."""
     from adapter.config import Config
     from adapter.log import configure_logging
@@ -181,6 +182,8 @@ def profile(seconds: float, concurrency: int, post: bool, top: int) -> None:
 
     plan = plan_cpus(sorted(os.sched_getaffinity(0)))
     scenario = passthrough_post_2kb() if post else passthrough_get()
+    if rewrite:
+        scenario = rewrite_job()
     with tempfile.TemporaryDirectory() as tmp, Processes(Path(tmp), plan) as procs:
         workdir = Path(tmp)
         upstream = _start_upstream(procs, workdir)
@@ -242,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--post", action="store_true")
+    p.add_argument("--rewrite", action="store_true", help="the portal job rewritten at 100 %%")
     p.add_argument("--top", type=int, default=40)
     args = parser.parse_args(argv)
     if args.command == "measure":
@@ -249,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.seconds, args.rounds, args.concurrency, args.workers, args.scenarios, args.source
         )
     else:
-        profile(args.seconds, args.concurrency, args.post, args.top)
+        profile(args.seconds, args.concurrency, args.post, args.top, args.rewrite)
     return 0
 
 
