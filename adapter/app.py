@@ -35,6 +35,7 @@ from adapter.proxy import (
     REQUEST_ID,
     REQUEST_STATS,
     UPSTREAM,
+    ClientBodyTimeout,
     RequestStats,
     UpstreamClient,
     UpstreamError,
@@ -67,6 +68,20 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if is_websocket_upgrade(request):
         return await relay_websocket(request)
     return await pass_through(request)
+
+
+def _client_timeout_response(request_id: str) -> web.Response:
+    """408 for a client that stopped sending its body; the connection is closed after."""
+    body = orjson.dumps(
+        {
+            "error": "The request body stopped arriving.",
+            "error_code": "client_timeout",
+            "request_id": request_id,
+        }
+    )
+    response = web.Response(status=408, body=body, content_type="application/json")
+    response.force_close()
+    return response
 
 
 def _internal_error_response(request_id: str) -> web.Response:
@@ -103,10 +118,17 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             try:
                 response = await handler(request)
+            except ClientBodyTimeout:
+                _log.info("client_body_timeout")
+                response = _client_timeout_response(request_id)
             except UpstreamError as exc:
-                stats.upstream_error = exc.kind
-                _log.warning("upstream_failed", kind=exc.kind, error=exc.detail)
-                response = upstream_error_response(request_id, exc)
+                if stats.aborted == "client_timeout":  # the stalled body broke the upload
+                    _log.info("client_body_timeout", upstream_error=exc.detail)
+                    response = _client_timeout_response(request_id)
+                else:
+                    stats.upstream_error = exc.kind
+                    _log.warning("upstream_failed", kind=exc.kind, error=exc.detail)
+                    response = upstream_error_response(request_id, exc)
             except web.HTTPException as exc:
                 status = exc.status
                 raise

@@ -53,6 +53,8 @@ _SKIP_AUTO_HEADERS: Final = ("Accept", "Accept-Encoding", "User-Agent", "Content
 # Bodies up to this size (by Content-Length) are read whole and sent in one write, both
 # ways; larger or chunked ones stream with flat memory.
 COALESCE_LIMIT: Final = 64 * 1024
+# Largest piece of a streamed request body read at once.
+_STREAM_READ: Final = 64 * 1024
 
 _log = get_logger("adapter.proxy")
 
@@ -103,6 +105,22 @@ def classify_upstream_failure(exc: BaseException) -> UpstreamError:
     if isinstance(exc, aiohttp.ClientPayloadError):
         return UpstreamError("protocol", "http_response_incomplete", detail)
     return UpstreamError("protocol", "http_protocol_error", detail)
+
+
+class ClientBodyTimeout(Exception):
+    """The client sent no request-body bytes for ``client_idle_timeout`` seconds: it is
+    answered 408 (if nothing was answered yet) and its connection closed."""
+
+
+async def read_client_body(request: web.Request, size: int = -1) -> bytes:
+    """``request.content.read(size)``, but a client that sends nothing for the client
+    idle timeout raises ClientBodyTimeout instead of holding the connection forever."""
+    try:
+        async with asyncio.timeout(request.app[CONFIG].client_idle_timeout):
+            return await request.content.read(size)
+    except TimeoutError:
+        request_stats(request).aborted = "client_timeout"
+        raise ClientBodyTimeout from None
 
 
 # RFC 9110 §9.2.1: methods that change nothing on the server.
@@ -258,7 +276,7 @@ def upstream_headers(request: web.BaseRequest, config: Config, request_id: str) 
     return headers
 
 
-def request_body(request: web.BaseRequest, prefix: bytes = b"") -> AsyncIterable[bytes] | None:
+def request_body(request: web.Request, prefix: bytes = b"") -> AsyncIterable[bytes] | None:
     """Stream the client body (``prefix`` first: bytes an interceptor already read).
 
     None when there is no body at all, so no body and no framing is sent upstream.
@@ -268,7 +286,7 @@ def request_body(request: web.BaseRequest, prefix: bytes = b"") -> AsyncIterable
     return _streamed_body(request, prefix)
 
 
-async def read_small_body(request: web.BaseRequest) -> bytes | AsyncIterable[bytes] | None:
+async def read_small_body(request: web.Request) -> bytes | AsyncIterable[bytes] | None:
     """The client body: None when there is none, all of it when its Content-Length is at
     most ``COALESCE_LIMIT`` (one upstream write, no generator), else a stream."""
     if not request.body_exists:
@@ -276,19 +294,19 @@ async def read_small_body(request: web.BaseRequest) -> bytes | AsyncIterable[byt
     length = request.content_length
     if length is None or length > COALESCE_LIMIT:
         return _streamed_body(request, b"")
-    body = await request.content.read()
+    body = await read_client_body(request)
     request_stats(request).bytes_in += len(body)
     return body
 
 
-def _streamed_body(request: web.BaseRequest, prefix: bytes) -> AsyncIterator[bytes]:
+def _streamed_body(request: web.Request, prefix: bytes) -> AsyncIterator[bytes]:
     stats = request_stats(request)
 
     async def chunks() -> AsyncIterator[bytes]:
         if prefix:
             stats.bytes_in += len(prefix)
             yield prefix
-        async for chunk in request.content.iter_any():
+        while chunk := await read_client_body(request, _STREAM_READ):
             stats.bytes_in += len(chunk)
             yield chunk
 
@@ -432,6 +450,7 @@ __all__ = (
     "REQUEST_STATS",
     "SAFE_METHODS",
     "UPSTREAM",
+    "ClientBodyTimeout",
     "RequestStats",
     "UpstreamClient",
     "UpstreamError",
@@ -440,6 +459,7 @@ __all__ = (
     "new_request_id",
     "pass_through",
     "raw_path_qs",
+    "read_client_body",
     "relay_response",
     "request_body",
     "request_stats",

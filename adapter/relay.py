@@ -891,7 +891,25 @@ class Exchange:
             self.keep_alive = False
             self.upstream_reusable = False
             _log.info("client_timeout", request_id=self.request_id)
-            client.abort()
+            if self.response is None and not client.write_paused:
+                # A stalled body: answer 408 as the aiohttp path does, then close.
+                body = (
+                    b'{"error":"The request body stopped arriving.",'
+                    b'"error_code":"client_timeout","request_id":"'
+                    + self.request_id.encode()
+                    + b'"}'
+                )
+                fields = [
+                    ("Content-Type", "application/json; charset=utf-8"),
+                    ("X-Request-ID", self.request_id),
+                    ("Content-Length", str(len(body))),
+                    ("Connection", "close"),
+                ]
+                self.status = 408
+                client.write(serialize_response_head(408, "Request Timeout", fields) + body)
+                client.close()
+            else:
+                client.abort()
             self.finish()
             return
         upload_blocked = self.body_remaining and client.paused_for("upstream")

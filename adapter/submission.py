@@ -31,6 +31,7 @@ from adapter.proxy import (
     UPSTREAM,
     UpstreamError,
     raw_path_qs,
+    read_client_body,
     relay_response,
     request_body,
     request_stats,
@@ -114,7 +115,7 @@ async def _read_for_decision(request: web.Request, settings: RewriteSettings) ->
     chunks: list[bytes] = []
     size = 0
     while size <= limit:
-        chunk = await request.content.read(limit + 1 - size)
+        chunk = await read_client_body(request, limit + 1 - size)
         if not chunk:
             return b"".join(chunks), True
         chunks.append(chunk)

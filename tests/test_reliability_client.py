@@ -344,3 +344,82 @@ async def test_thousand_idle_keep_alive_connections(upstream: RecordingUpstream)
             f"after close {after}"
         )
         assert after <= baseline + 16  # + the adapter's idle upstream pool (at most 8)
+
+
+STALLED_BODIES = [
+    pytest.param(
+        {},
+        b"POST /api/v1/jobs HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100\r\n\r\n",
+        b'{"id": "j1"',
+        "jobs_submit",
+        id="jobs-submit-read-for-decision",
+    ),
+    pytest.param(
+        {},
+        b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"5\r\nhello\r\n",
+        "other",
+        id="chunked-upload-handed-to-aiohttp",
+    ),
+    pytest.param(
+        {"ADAPTER_LEAN_RELAY": "false"},
+        b"POST /small HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n",
+        b"0123456789",
+        "other",
+        id="small-body-aiohttp-path",
+    ),
+    pytest.param(
+        {"ADAPTER_LEAN_RELAY": "false"},
+        b"POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\n",
+        b"x" * 70_000,
+        "other",
+        id="streamed-body-aiohttp-path",
+    ),
+]
+
+
+@pytest.mark.parametrize(("env", "head", "first_bytes", "route"), STALLED_BODIES)
+async def test_stalled_request_body_on_aiohttp_path_is_answered_408(
+    upstream: RecordingUpstream,
+    start_adapter: AdapterFactory,
+    env: dict[str, str],
+    head: bytes,
+    first_bytes: bytes,
+    route: str,
+) -> None:
+    """A client that stops sending its body on a request aiohttp handles (the rewrite
+    route's read, a chunked upload, either body path with the relay off) is given up on
+    after the client idle timeout: 408 (or a closed connection when the answer cannot be
+    sent any more), recorded as 408, never a 502 blamed on the runner."""
+    adapter = await start_adapter(
+        upstream.url, {"ADAPTER_CLIENT_IDLE_TIMEOUT": "0.5", "ADAPTER_ROLLOUT_PERCENT": "0", **env}
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", adapter.port)
+    started = asyncio.get_running_loop().time()
+    writer.write(head + first_bytes)
+    await writer.drain()
+    answer = b""
+    async with asyncio.timeout(5):
+        while b"\r\n\r\n" not in answer:  # bounded by the timeout: a head or the close
+            piece = await reader.read(65536)
+            if not piece:
+                break
+            answer += piece
+    elapsed = asyncio.get_running_loop().time() - started
+    writer.close()
+    assert 0.4 <= elapsed < 5
+    if answer:
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:80]
+        assert b"Connection: close" in answer
+    labels = {"method": "POST", "route": route, "code": "408"}
+    for _ in range(100):  # bounded: the middleware records after the handler returns
+        if adapter.registry.get_sample_value("adapter_requests_total", labels) == 1.0:
+            break
+        await asyncio.sleep(0.02)
+    assert adapter.registry.get_sample_value("adapter_requests_total", labels) == 1.0
+    errors = sum(
+        adapter.registry.get_sample_value("adapter_upstream_errors_total", {"kind": kind}) or 0
+        for kind in ("connect", "timeout", "reset", "protocol")
+    )
+    assert errors == 0
