@@ -214,16 +214,24 @@ def _is_cross_region_request(obj: Mapping[str, Any]) -> bool:
     return isinstance(obj.get("jobspec"), Mapping)
 
 
-def _runner_v1_failure(raw_body: bytes, wrapped: bool) -> tuple[str | None, str]:
-    """(why V1 fails or None, the public key the runner would use)."""
+def _runner_decode(raw_body: bytes, wrapped: bool) -> Mapping[str, Any] | str:
+    """The spec as the runner decodes it (unwrapped from a cross-region request when
+    ``wrapped``), or why the runner could not decode it."""
     try:
-        decoded = (
+        return (
             decode_cross_region_request(raw_body)["jobspec"]
             if wrapped
             else decode_jobspec(raw_body)
         )
     except GoDecodeError as exc:
-        return f"runner could not decode the spec: {exc}", ""
+        return f"runner could not decode the spec: {exc}"
+
+
+def _runner_v1_failure(raw_body: bytes, wrapped: bool) -> tuple[str | None, str]:
+    """(why V1 fails or None, the public key the runner would use)."""
+    decoded = _runner_decode(raw_body, wrapped)
+    if isinstance(decoded, str):
+        return decoded, ""
     public_key: str = decoded["public_key"]
     return _verify_failure(public_key, decoded["signature"], canonical_v1(decoded)), public_key
 
@@ -318,15 +326,8 @@ def check_spec_signature(raw_body: bytes) -> SignatureCheck:
         return SignatureCheck(None, None, error)
 
     def runner_v1() -> tuple[str, str, bytes] | str:
-        try:
-            decoded = (
-                decode_cross_region_request(raw_body)["jobspec"]
-                if wrapped
-                else decode_jobspec(raw_body)
-            )
-        except GoDecodeError as exc:
-            return f"runner could not decode the spec: {exc}"
-        return _runner_v1_attempt(decoded)
+        decoded = _runner_decode(raw_body, wrapped)
+        return decoded if isinstance(decoded, str) else _runner_v1_attempt(decoded)
 
     return _recognise(spec, runner_v1)
 
