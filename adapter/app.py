@@ -13,7 +13,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
-import orjson
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -26,11 +25,12 @@ from adapter.forwarding import X_REQUEST_ID, ClientIpPolicy, accept_request_id
 from adapter.log import get_logger
 from adapter.metrics import Metrics, route_label
 from adapter.proxy import (
+    ADAPTER_ERROR_ANSWER,
+    CLIENT_TIMEOUT_ANSWER,
     CONFIG,
     JOBS_SUBMIT_HANDLER,
     JOBS_SUBMIT_PATH,
     METRICS,
-    PROXY_NAME,
     PROXY_SERVER_OPTIONS,
     REQUEST_ID,
     REQUEST_STATS,
@@ -39,6 +39,7 @@ from adapter.proxy import (
     RequestStats,
     UpstreamClient,
     UpstreamError,
+    adapter_response,
     new_request_id,
     pass_through,
     upstream_error_response,
@@ -72,32 +73,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 
 def _client_timeout_response(request_id: str) -> web.Response:
     """408 for a client that stopped sending its body; the connection is closed after."""
-    body = orjson.dumps(
-        {
-            "error": "The request body stopped arriving.",
-            "error_code": "client_timeout",
-            "request_id": request_id,
-        }
-    )
-    response = web.Response(status=408, body=body, content_type="application/json")
+    response = adapter_response(CLIENT_TIMEOUT_ANSWER, request_id)
     response.force_close()
     return response
-
-
-def _internal_error_response(request_id: str) -> web.Response:
-    body = orjson.dumps(
-        {
-            "error": "The adapter failed while handling the request.",
-            "error_code": "adapter_error",
-            "request_id": request_id,
-        }
-    )
-    return web.Response(
-        status=502,
-        body=body,
-        content_type="application/json",
-        headers={"Proxy-Status": f"{PROXY_NAME}; error=proxy_internal_error"},
-    )
 
 
 @web.middleware
@@ -137,7 +115,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
                 raise
             except Exception:
                 _log.exception("unhandled_error")
-                response = _internal_error_response(request_id)
+                response = adapter_response(ADAPTER_ERROR_ANSWER, request_id)
             status = response.status
             if isinstance(response, web.Response) and response.body_length:
                 stats.bytes_out += response.body_length

@@ -407,25 +407,69 @@ def _abort_mid_body(
     return response
 
 
-def upstream_error_answer(request_id: str, exc: UpstreamError) -> tuple[dict[str, str], bytes]:
-    """Headers and JSON body of the 502/504 answer (shared by both pass-through paths)."""
+@dataclass(frozen=True, slots=True)
+class AdapterAnswer:
+    """An answer the adapter gives itself instead of the runner's: one JSON shape, the
+    same on the aiohttp path and the lean relay."""
+
+    status: int
+    reason: str
+    code: str
+    message: str
+    proxy_status: str | None = None
+
+    def render(self, request_id: str) -> tuple[dict[str, str], bytes]:
+        """Headers and JSON body for this request."""
+        body = orjson.dumps(
+            {"error": self.message, "error_code": self.code, "request_id": request_id}
+        )
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        if self.proxy_status is not None:
+            headers["Proxy-Status"] = f"{PROXY_NAME}; error={self.proxy_status}"
+        headers["X-Request-ID"] = request_id
+        return headers, body
+
+
+CLIENT_TIMEOUT_ANSWER: Final = AdapterAnswer(
+    408, "Request Timeout", "client_timeout", "The request body stopped arriving."
+)
+ADAPTER_ERROR_ANSWER: Final = AdapterAnswer(
+    502,
+    "Bad Gateway",
+    "adapter_error",
+    "The adapter failed while handling the request.",
+    "proxy_internal_error",
+)
+
+
+def upstream_error_answer(exc: UpstreamError) -> AdapterAnswer:
+    """The 502/504 answer when the runner could not be reached or did not answer in time."""
     if exc.kind == "timeout":
-        code, message = "upstream_timeout", "The runner did not answer in time."
-    else:
-        code, message = "upstream_unavailable", "The runner could not be reached."
-    body = orjson.dumps({"error": message, "error_code": code, "request_id": request_id})
-    headers = {
-        "Content-Type": "application/json; charset=utf-8",
-        "Proxy-Status": f"{PROXY_NAME}; error={exc.proxy_status}",
-        "X-Request-ID": request_id,
-    }
-    return headers, body
+        return AdapterAnswer(
+            504,
+            "Gateway Timeout",
+            "upstream_timeout",
+            "The runner did not answer in time.",
+            exc.proxy_status,
+        )
+    return AdapterAnswer(
+        502,
+        "Bad Gateway",
+        "upstream_unavailable",
+        "The runner could not be reached.",
+        exc.proxy_status,
+    )
+
+
+def adapter_response(answer: AdapterAnswer, request_id: str) -> web.Response:
+    """``answer`` as an aiohttp response."""
+    headers, body = answer.render(request_id)
+    return web.Response(status=answer.status, body=body, headers=headers)
 
 
 def upstream_error_response(request_id: str, exc: UpstreamError) -> web.Response:
     """The 502/504 answer when the runner could not be reached or did not answer in time."""
-    headers, body = upstream_error_answer(request_id, exc)
-    return web.Response(status=exc.status, body=body, headers=headers)
+    return adapter_response(upstream_error_answer(exc), request_id)
 
 
 async def pass_through(request: web.Request) -> web.StreamResponse:
@@ -441,6 +485,8 @@ async def pass_through(request: web.Request) -> web.StreamResponse:
 
 
 __all__ = (
+    "ADAPTER_ERROR_ANSWER",
+    "CLIENT_TIMEOUT_ANSWER",
     "CONFIG",
     "JOBS_SUBMIT_HANDLER",
     "JOBS_SUBMIT_PATH",
@@ -450,10 +496,12 @@ __all__ = (
     "REQUEST_STATS",
     "SAFE_METHODS",
     "UPSTREAM",
+    "AdapterAnswer",
     "ClientBodyTimeout",
     "RequestStats",
     "UpstreamClient",
     "UpstreamError",
+    "adapter_response",
     "classify_upstream_failure",
     "is_stale_connection_failure",
     "new_request_id",

@@ -63,8 +63,11 @@ from adapter.http1 import (
 from adapter.log import get_logger
 from adapter.metrics import Metrics, route_label
 from adapter.proxy import (
+    ADAPTER_ERROR_ANSWER,
+    CLIENT_TIMEOUT_ANSWER,
     JOBS_SUBMIT_PATH,
     SAFE_METHODS,
+    AdapterAnswer,
     UpstreamError,
     new_request_id,
     upstream_error_answer,
@@ -841,17 +844,20 @@ class Exchange:
         """No answer head was relayed: answer 502/504 ourselves."""
         self.upstream_error = exc.kind
         _log.warning("upstream_failed", kind=exc.kind, error=exc.detail, request_id=self.request_id)
-        headers, body = upstream_error_answer(self.request_id, exc)
-        self.status = exc.status
         self.upstream_reusable = False
         self.keep_alive = self.keep_alive and self.body_remaining == 0
+        self.answer(upstream_error_answer(exc))
+        self.finish()
+
+    def answer(self, answer: AdapterAnswer) -> None:
+        """Write one of the adapter's own answers (nothing of the runner's was relayed)."""
+        headers, body = answer.render(self.request_id)
         fields = [*headers.items(), ("Content-Length", str(len(body)))]
         if not self.keep_alive:
             fields.append(("Connection", "close"))
-        reason = "Gateway Timeout" if exc.status == 504 else "Bad Gateway"
+        self.status = answer.status
         self.bytes_out += len(body)
-        self.client.write(serialize_response_head(exc.status, reason, fields) + body)
-        self.finish()
+        self.client.write(serialize_response_head(answer.status, answer.reason, fields) + body)
 
     def abort_mid_body(self, exc: UpstreamError) -> None:
         """The runner failed after the head went out: abort the client connection."""
@@ -893,20 +899,7 @@ class Exchange:
             _log.info("client_timeout", request_id=self.request_id)
             if self.response is None and not client.write_paused:
                 # A stalled body: answer 408 as the aiohttp path does, then close.
-                body = (
-                    b'{"error":"The request body stopped arriving.",'
-                    b'"error_code":"client_timeout","request_id":"'
-                    + self.request_id.encode()
-                    + b'"}'
-                )
-                fields = [
-                    ("Content-Type", "application/json; charset=utf-8"),
-                    ("X-Request-ID", self.request_id),
-                    ("Content-Length", str(len(body))),
-                    ("Connection", "close"),
-                ]
-                self.status = 408
-                client.write(serialize_response_head(408, "Request Timeout", fields) + body)
+                self.answer(CLIENT_TIMEOUT_ANSWER)
                 client.close()
             else:
                 client.abort()
@@ -931,23 +924,10 @@ class Exchange:
         self.upstream_reusable = False
         self.keep_alive = False
         if self.response is None and not self.done:
-            body = (
-                b'{"error":"The adapter failed while handling the request.",'
-                b'"error_code":"adapter_error","request_id":"' + self.request_id.encode() + b'"}'
-            )
-            fields = [
-                ("Content-Type", "application/json; charset=utf-8"),
-                ("Proxy-Status", "beacon-adapter; error=proxy_internal_error"),
-                ("X-Request-ID", self.request_id),
-                ("Content-Length", str(len(body))),
-                ("Connection", "close"),
-            ]
-            self.status = 502
-            self.client.write(serialize_response_head(502, "Bad Gateway", fields) + body)
-            self.finish()
+            self.answer(ADAPTER_ERROR_ANSWER)
         else:
             self.client.abort()
-            self.finish()
+        self.finish()
 
     # The end
 

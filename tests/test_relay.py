@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import io
 import os
+import socket
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -1148,3 +1149,35 @@ async def test_runner_closes_keep_alive_connection_after_answering(
     assert [(r.status, r.body) for r in (first, second)] == [(200, b"fine")] * 2
     assert [s.line for s in upstream.seen][-1] == "GET /two HTTP/1.1"
     assert upstream.connections == len(upstream.seen)
+
+
+@pytest.mark.parametrize("env", BOTH_PATHS)
+async def test_adapter_answers_are_valid_json_for_any_accepted_request_id(
+    start_adapter: AdapterFactory, env: Mapping[str, str]
+) -> None:
+    """The adapter's own 502 is the same JSON on both paths, escaped properly even for a
+    client request id with quotes and backslashes in it."""
+    with socket_bound_and_closed() as port:
+        adapter = await start_adapter(f"http://127.0.0.1:{port}", env)
+        request_id = 'a"b\\c'
+        async with connect(adapter.port) as client:
+            reply = await client.exchange(
+                b"GET /x HTTP/1.1\r\nHost: a\r\nX-Request-ID: " + request_id.encode() + b"\r\n\r\n"
+            )
+    assert reply.status == 502
+    assert reply.header("Proxy-Status") == ["beacon-adapter; error=connection_refused"]
+    assert reply.header("X-Request-ID") == [request_id]
+    assert orjson.loads(reply.body) == {
+        "error": "The runner could not be reached.",
+        "error_code": "upstream_unavailable",
+        "request_id": request_id,
+    }
+
+
+@contextlib.contextmanager
+def socket_bound_and_closed() -> Iterator[int]:
+    """A loopback port nothing listens on (bound, then closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    yield port
