@@ -19,6 +19,8 @@ from typing import Final, TypeAlias
 from multidict import CIMultiDict, MultiMapping, istr
 from yarl import URL
 
+from adapter.http1 import connection_tokens as connection_value_tokens
+
 # Any case-insensitive multi-valued header view: CIMultiDict or its read-only proxy.
 Headers: TypeAlias = MultiMapping[str]
 # One header field as parsed or sent: (name as written, value).
@@ -99,13 +101,7 @@ class ClientOrigin:
 
 def connection_tokens(headers: Headers) -> frozenset[str]:
     """The field names, lower-cased, listed in every Connection header (RFC 9110 §7.6.1)."""
-    tokens: set[str] = set()
-    for value in headers.getall("Connection", ()):
-        for token in value.split(","):
-            stripped = token.strip()
-            if stripped:
-                tokens.add(stripped.lower())
-    return frozenset(tokens)
+    return frozenset(connection_value_tokens(headers.getall("Connection", ())))
 
 
 def kept_fields(fields: Sequence[Field], always: frozenset[str]) -> list[Field]:
@@ -117,13 +113,10 @@ def kept_fields(fields: Sequence[Field], always: frozenset[str]) -> list[Field]:
     lowered = [name.lower() for name, _ in fields]
     dropped = always
     if "connection" in lowered:  # the usual request has none: skip the token parse
-        nominated = {
-            token.strip().lower()
-            for (_, value), name in zip(fields, lowered, strict=True)
-            if name == "connection"
-            for token in value.split(",")
-        }
-        dropped = always | (frozenset(nominated) - {""} - PROTECTED)
+        values = [
+            value for (_, value), name in zip(fields, lowered, strict=True) if name == "connection"
+        ]
+        dropped = always | frozenset(connection_value_tokens(values) - PROTECTED)
     return [field for field, name in zip(fields, lowered, strict=True) if name not in dropped]
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 import functools
 import re
+from collections.abc import Iterable
 from typing import Final, NamedTuple
 
 # Methods the relay forwards itself; any other (CONNECT, TRACE, extension methods) goes
@@ -57,7 +58,7 @@ class RequestHead(NamedTuple):
     keep_alive: bool
 
 
-def connection_tokens(values: list[str]) -> set[str]:
+def connection_tokens(values: Iterable[str]) -> set[str]:
     """The lower-cased tokens of Connection field values."""
     return {token.strip().lower() for value in values for token in value.split(",")} - {""}
 
