@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import socket
@@ -170,6 +171,22 @@ class RunningAdapter:
 
 
 AdapterFactory = Callable[..., Awaitable[RunningAdapter]]
+
+
+@contextlib.asynccontextmanager
+async def served_proxy_runner(
+    upstream_url: URL | str, *, client_idle_timeout: float | None = None
+) -> AsyncIterator[tuple[web.AppRunner, int]]:
+    """The proxy runner itself (for tests that look at its server or stop it mid-test),
+    serving on a free port: (runner, port)."""
+    config = Config.from_env({"ADAPTER_UPSTREAM_URL": str(upstream_url)})
+    app = create_app(config, registry=CollectorRegistry())
+    runner = make_proxy_runner(app, client_idle_timeout=client_idle_timeout)
+    port = await _start_runner(runner)
+    try:
+        yield runner, port
+    finally:
+        await runner.cleanup()
 
 
 async def _start_runner(runner: web.AppRunner) -> int:

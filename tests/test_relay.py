@@ -24,15 +24,18 @@ import orjson
 import pytest
 import structlog
 from aiohttp import WSMsgType, web
-from prometheus_client import CollectorRegistry
 from pytest_aiohttp import AiohttpServer
 from yarl import URL
 
-from adapter.app import create_app, make_proxy_runner
-from adapter.config import Config
 from adapter.log import configure_logging
 from adapter.relay import RelayServer
-from tests.conftest import AdapterFactory, RawTcpUpstream, RecordingUpstream, RunningAdapter
+from tests.conftest import (
+    AdapterFactory,
+    RawTcpUpstream,
+    RecordingUpstream,
+    RunningAdapter,
+    served_proxy_runner,
+)
 
 LEAN: Mapping[str, str] = {"ADAPTER_LEAN_RELAY": "true"}
 AIOHTTP: Mapping[str, str] = {"ADAPTER_LEAN_RELAY": "false"}
@@ -1088,25 +1091,13 @@ async def test_runner_that_stops_taking_an_upload_gets_the_upstream_timeout(
 # --- 7. Shutdown ---
 
 
-@contextlib.asynccontextmanager
-async def _own_runner(upstream_url: URL) -> AsyncIterator[tuple[web.AppRunner, int]]:
-    config = Config.from_env({"ADAPTER_UPSTREAM_URL": str(upstream_url)})
-    runner = make_proxy_runner(create_app(config, registry=CollectorRegistry()))
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield runner, runner.addresses[0][1]
-    finally:
-        await runner.cleanup()
-
-
 async def test_shutdown_finishes_lean_request_and_closes_idle() -> None:
     """cleanup() during a lean request: its answer arrives whole with Connection: close;
     an idle lean connection is closed before that answer is even ready."""
     slow = ScriptedUpstream(ok(b"first"), Answer((ok(b"slow done"),), delay=0.3))
     async with (
         slow as upstream_port,
-        _own_runner(URL(f"http://127.0.0.1:{upstream_port}")) as (
+        served_proxy_runner(f"http://127.0.0.1:{upstream_port}") as (
             runner,
             port,
         ),

@@ -12,21 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import resource
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 from pytest_aiohttp import AiohttpServer
 
-from adapter.app import CLIENT_IDLE_TIMEOUT, create_app, make_proxy_runner
-from adapter.config import Config
+from adapter.app import CLIENT_IDLE_TIMEOUT
 from adapter.proxy import UPSTREAM
 from adapter.relay import RelayServer
-from tests.conftest import AdapterFactory, RecordingUpstream, RunningAdapter
+from tests.conftest import AdapterFactory, RecordingUpstream, RunningAdapter, served_proxy_runner
 from tests.served_adapter import served_adapter
 
 DECLARED = 50 * 1024 * 1024
@@ -178,24 +175,6 @@ async def test_disconnect_mid_download_aborts_the_upstream_response(
     await _quiet(adapter)
 
 
-@contextlib.asynccontextmanager
-async def _adapter_with_idle_timeout(
-    upstream: RecordingUpstream, idle_timeout: float | None
-) -> AsyncIterator[tuple[web.AppRunner, int]]:
-    config = Config.from_env({"ADAPTER_UPSTREAM_URL": str(upstream.url)})
-    app = create_app(config, registry=CollectorRegistry())
-    if idle_timeout is None:
-        runner = make_proxy_runner(app)
-    else:
-        runner = make_proxy_runner(app, client_idle_timeout=idle_timeout)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield runner, runner.addresses[0][1]
-    finally:
-        await runner.cleanup()
-
-
 async def _closed_after(reader: asyncio.StreamReader, started: float, limit: float) -> float:
     """Seconds from ``started`` until the server closes the connection (reads to EOF, bounded)."""
     loop = asyncio.get_running_loop()
@@ -207,7 +186,7 @@ async def _closed_after(reader: asyncio.StreamReader, started: float, limit: flo
 
 async def test_slowloris_headers_are_timed_out(upstream: RecordingUpstream) -> None:
     """Header bytes trickling in forever: the connection is closed, others are served meanwhile."""
-    async with _adapter_with_idle_timeout(upstream, 1.0) as (_, port):
+    async with served_proxy_runner(upstream.url, client_idle_timeout=1.0) as (_, port):
         connected = asyncio.get_running_loop().time()
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /never HTTP/1.1\r\nHost: a\r\nX-Slow: ")
@@ -238,7 +217,7 @@ async def test_idle_connections_are_closed(
     upstream: RecordingUpstream, after_request: bool
 ) -> None:
     """A connection that sends nothing, or idles after a request, is closed after the timeout."""
-    async with _adapter_with_idle_timeout(upstream, 0.5) as (_, port):
+    async with served_proxy_runner(upstream.url, client_idle_timeout=0.5) as (_, port):
         connected = asyncio.get_running_loop().time()
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         if after_request:
@@ -253,7 +232,7 @@ async def test_idle_connections_are_closed(
 async def test_default_idle_timeout_replaces_aiohttps_hour(upstream: RecordingUpstream) -> None:
     """Both client paths close idle connections after 75 s, not aiohttp's 3630 s: the lean
     relay's sweep, and aiohttp's keep-alive timer on a connection handed over to it."""
-    async with _adapter_with_idle_timeout(upstream, None) as (runner, port):
+    async with served_proxy_runner(upstream.url) as (runner, port):
         server = runner.server
         assert isinstance(server, RelayServer)
         assert server.context.client_idle_timeout == CLIENT_IDLE_TIMEOUT == 75.0
