@@ -1005,11 +1005,6 @@ class RelayServer(web.Server):
         """aiohttp's connections (those handed over)."""
         return self.inner.connections
 
-    @property
-    def lean_connections(self) -> int:
-        """Client connections on the lean path now."""
-        return len(self._lean)
-
     def track(self, conn: ClientConnection) -> None:
         """A lean connection opened; start the timeout sweep with the first."""
         self._lean.add(conn)
