@@ -20,8 +20,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from adapter.log import get_logger
-from adapter.proxy import (
+from adapter.http.proxy import (
     CONFIG,
     METRICS,
     UPSTREAM,
@@ -30,7 +29,8 @@ from adapter.proxy import (
     classify_upstream_failure,
     new_request_id,
 )
-from adapter.workflow import RunnerAnswer, Workflow, classify, needs_job_lookup
+from adapter.jobs.workflow import RunnerAnswer, Workflow, classify, needs_job_lookup
+from adapter.log import get_logger
 
 DEFAULT_PROBE_INTERVAL: Final = 5.0
 # Readiness survives this many missed probes before turning 503.

@@ -21,10 +21,8 @@ from prometheus_client import CollectorRegistry
 from adapter import __version__
 from adapter.admin import PROXY_APP, READINESS, Readiness, create_admin_app
 from adapter.config import DEFAULT_CLIENT_IDLE_TIMEOUT, Config
-from adapter.forwarding import X_REQUEST_ID, ClientIpPolicy, accept_request_id
-from adapter.log import get_logger
-from adapter.metrics import Metrics, route_label
-from adapter.proxy import (
+from adapter.http.forwarding import X_REQUEST_ID, ClientIpPolicy, accept_request_id
+from adapter.http.proxy import (
     ADAPTER_ERROR_ANSWER,
     CLIENT_TIMEOUT_ANSWER,
     CONFIG,
@@ -44,14 +42,16 @@ from adapter.proxy import (
     pass_through,
     upstream_error_response,
 )
-from adapter.relay import UPSTREAM_POOL, RelayContext, RelayServer, UpstreamPool
-from adapter.submission import handle_jobs_submit
-from adapter.websocket import (
+from adapter.http.relay import UPSTREAM_POOL, RelayContext, RelayServer, UpstreamPool
+from adapter.http.websocket import (
     OPEN_WEBSOCKETS,
     close_open_websockets,
     is_websocket_upgrade,
     relay_websocket,
 )
+from adapter.log import get_logger
+from adapter.metrics import Metrics, route_label
+from adapter.submission import handle_jobs_submit
 
 # Status recorded for requests whose client went away before an answer (nginx's 499).
 CLIENT_CLOSED_REQUEST: Final = 499
@@ -188,7 +188,7 @@ def create_app(
 
 
 class ProxyRunner(web.AppRunner):
-    """The proxy app's runner: plain requests go through ``adapter.relay``, the rest (and
+    """The proxy app's runner: plain requests go through ``adapter.http.relay``, the rest (and
     every request when ``lean_relay`` is off) through aiohttp's server."""
 
     def __init__(self, app: web.Application, *, client_idle_timeout: float, **kwargs: Any) -> None:

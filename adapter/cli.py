@@ -16,10 +16,10 @@ from adapter import __version__
 # Modules that contribute sub-commands, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "adapter.server",
-    "adapter.crypto_cli",
-    "adapter.rollout_cli",
-    "adapter.reference_runner.cli",
-    "adapter.demo",
+    "adapter.commands.crypto_cli",
+    "adapter.commands.rollout_cli",
+    "adapter.devkit.reference_runner.cli",
+    "adapter.devkit.demo",
 )
 
 

@@ -20,10 +20,10 @@ from typing import Final, TypeVar
 
 from yarl import URL
 
-from adapter.rewrite import DEFAULT_MAX_BODY_BYTES, DEFAULT_MIN_SUCCESS_RATE, RewriteSettings
-from adapter.rollout import DEFAULT_SALT, RolloutPolicy, parse_identity_list, parse_percent
-from adapter.signing import ENV_KEY, ENV_KEY_FILE, ServiceKey, SigningKeyError
-from adapter.trust import TrustedKeys, TrustFileError
+from adapter.jobs.rewrite import DEFAULT_MAX_BODY_BYTES, DEFAULT_MIN_SUCCESS_RATE, RewriteSettings
+from adapter.jobs.rollout import DEFAULT_SALT, RolloutPolicy, parse_identity_list, parse_percent
+from adapter.jobs.signing import ENV_KEY, ENV_KEY_FILE, ServiceKey, SigningKeyError
+from adapter.jobs.trust import TrustedKeys, TrustFileError
 
 # Values longer than this are shortened in error messages, to keep them on one line.
 _MAX_SHOWN_VALUE: Final = 80
@@ -198,7 +198,7 @@ class Config:
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
     client_idle_timeout: float = DEFAULT_CLIENT_IDLE_TIMEOUT
-    # Plain requests are relayed by adapter.relay; false sends every request through
+    # Plain requests are relayed by adapter.http.relay; false sends every request through
     # aiohttp's server and client (the slower path, kept as an operator's escape hatch).
     lean_relay: bool = True
     trusted_proxy_hops: int = DEFAULT_TRUSTED_PROXY_HOPS

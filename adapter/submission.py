@@ -1,6 +1,6 @@
 """POST /api/v1/jobs: read the submission, decide, and send it where the decision says.
 
-The I/O shell around ``adapter.rewrite.decide``. It reads at most the configured cap
+The I/O shell around ``adapter.jobs.rewrite.decide``. It reads at most the configured cap
 (the runner's own 1 MiB by default), so an oversized body passes through streamed with
 the bytes already read in front. A rewritten job goes to the cross-region route; if that
 route is not deployed (404/405) the original bytes go to the standard route instead.
@@ -22,9 +22,8 @@ import orjson
 from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
-from adapter.forwarding import strip_hop_by_hop
-from adapter.log import get_logger
-from adapter.proxy import (
+from adapter.http.forwarding import strip_hop_by_hop
+from adapter.http.proxy import (
     CONFIG,
     METRICS,
     REQUEST_ID,
@@ -38,7 +37,7 @@ from adapter.proxy import (
     upstream_error_response,
     upstream_headers,
 )
-from adapter.rewrite import (
+from adapter.jobs.rewrite import (
     CROSS_REGION_PATH,
     Decision,
     Reason,
@@ -47,6 +46,7 @@ from adapter.rewrite import (
     decide as decide_rewrite,
     is_json_media_type,
 )
+from adapter.log import get_logger
 
 DECISION_HEADER: Final = "X-Adapter-Decision"
 # The cross-region route answers 404/405 only when it is not registered (runner without DB).

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from adapter.canonical import canonical_v1
-from adapter.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
-from adapter.signing import ServiceKey, check_spec_signature, sign_jobspec, verify_b64
+from adapter.jobs.canonical import canonical_v1
+from adapter.jobs.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
+from adapter.jobs.signing import ServiceKey, check_spec_signature, sign_jobspec, verify_b64
 
 VECTOR = (
     Path(__file__).resolve().parents[1] / "tests" / "vectors" / "portal-crossregion-2025-10-12.json"

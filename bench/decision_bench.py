@@ -1,7 +1,7 @@
 """CPU cost of one rewrite decision on POST /api/v1/jobs, whole and by part, in-process.
 
 Run: ``.venv/bin/python -m bench.decision_bench [--repeat N] [--profile VECTOR]``. Times
-``adapter.rewrite.decide`` exactly as ``adapter.submission`` calls it (fresh clock reading
+``adapter.jobs.rewrite.decide`` exactly as ``adapter.submission`` calls it (fresh clock reading
 and random id suffix per call, rollout at 100 %) on the real vectors: the current portal's
 signed jobspec posted bare and each old-portal signer generation. Reports the median and
 p99 CPU time of single calls in microseconds (GC enabled), then the parts of the decision, then a
@@ -24,11 +24,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from adapter import rewrite, signing
-from adapter.canonical import canonical_v1, parse_js, portal_messages
-from adapter.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
-from adapter.rollout import BUCKETS, RolloutPolicy
-from adapter.signing import ServiceKey, check_spec_signature, verify_b64
+from adapter.jobs import rewrite, signing
+from adapter.jobs.canonical import canonical_v1, parse_js, portal_messages
+from adapter.jobs.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
+from adapter.jobs.rollout import BUCKETS, RolloutPolicy
+from adapter.jobs.signing import ServiceKey, check_spec_signature, verify_b64
 
 VECTORS = Path(__file__).resolve().parents[1] / "tests" / "vectors"
 CONTENT_TYPE = "application/json; charset=utf-8"

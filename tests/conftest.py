@@ -293,7 +293,7 @@ async def _reference_runner(aiohttp_server: AiohttpServer) -> TestServer:
     ``server.app`` holds ``STORE``, ``RECEIVED`` and ``FAULTS``; build your own with
     ``create_reference_runner(...)`` for other options.
     """
-    from adapter.reference_runner import create_reference_runner
+    from adapter.devkit.reference_runner import create_reference_runner
 
     return await aiohttp_server(create_reference_runner())
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given, strategies as st
 
-from adapter.canonical import (
+from adapter.jobs.canonical import (
     PORTAL_SCHEMES,
     SCHEMES,
     canonical_v1,
@@ -23,8 +23,8 @@ from adapter.canonical import (
     portal_message,
     portal_messages,
 )
-from adapter.gojson import GoDecodeError, encode, format_js_number
-from adapter.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
+from adapter.jobs.gojson import GoDecodeError, encode, format_js_number
+from adapter.jobs.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
 from tests.conftest import VECTORS_DIR, load_vector
 from tests.strategies import free_values, go_text
 

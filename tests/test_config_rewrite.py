@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from adapter.config import Config, ConfigError
-from adapter.rewrite import DEFAULT_MAX_BODY_BYTES
-from adapter.rollout import RolloutPolicy
-from adapter.signing import ServiceKey
+from adapter.jobs.rewrite import DEFAULT_MAX_BODY_BYTES
+from adapter.jobs.rollout import RolloutPolicy
+from adapter.jobs.signing import ServiceKey
 
 BASE = {"ADAPTER_UPSTREAM_URL": "http://127.0.0.1:8090"}
 SEED_B64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="  # bytes(range(32))

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from adapter.canonical import canonical_v1
 from adapter.cli import main
-from adapter.jobspec import decode_cross_region_request, marshal_go
-from adapter.signing import ServiceKey, check_runner_v1, verify_b64
-from adapter.trust import KeyStatus, TrustedKeys
+from adapter.jobs.canonical import canonical_v1
+from adapter.jobs.jobspec import decode_cross_region_request, marshal_go
+from adapter.jobs.signing import ServiceKey, check_runner_v1, verify_b64
+from adapter.jobs.trust import KeyStatus, TrustedKeys
 from tests.conftest import VECTORS_DIR, load_vector
 
 PORTAL_REQUEST = VECTORS_DIR / "portal-crossregion-2025-10-12.json"

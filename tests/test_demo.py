@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from adapter.demo import Story, run_demo
+from adapter.devkit.demo import Story, run_demo
 
 
 async def test_demo_shows_404_before_and_200_after(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from hypothesis import given, strategies as st
 from multidict import CIMultiDict
 from yarl import URL
 
-from adapter.forwarding import (
+from adapter.http.forwarding import (
     ClientIpPolicy,
     ForwardedFacts,
     accept_request_id,
@@ -342,7 +342,7 @@ def test_strip_keeps_every_end_to_end_field_in_order(pairs: list[tuple[str, str]
 def test_pure_modules_do_not_import_aiohttp_web() -> None:
     """forwarding and config stay pure: importing them leaves aiohttp.web unloaded."""
     code = (
-        "import sys, adapter.forwarding, adapter.config, adapter.metrics; "
+        "import sys, adapter.http.forwarding, adapter.config, adapter.metrics; "
         "print('aiohttp.web' in sys.modules)"
     )
     result = subprocess.run(  # noqa: S603 - fixed interpreter and code

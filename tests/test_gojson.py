@@ -8,7 +8,7 @@ import sys
 import pytest
 from hypothesis import given, strategies as st
 
-from adapter.gojson import (
+from adapter.jobs.gojson import (
     GoDecodeError,
     GoNumber,
     GoObject,

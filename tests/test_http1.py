@@ -16,7 +16,7 @@ from aiohttp.http_parser import HeadersParser, HttpPayloadParser, HttpRequestPar
 from aiohttp.streams import StreamReader
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from adapter.http1 import (
+from adapter.http.http1 import (
     HEAD_END,
     LAST_CHUNK,
     LEAN_METHODS,

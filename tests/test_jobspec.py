@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 
-from adapter.canonical import canonical_v1, canonical_v1_bytes
-from adapter.jobspec import (
+from adapter.jobs.canonical import canonical_v1, canonical_v1_bytes
+from adapter.jobs.jobspec import (
     CROSS_REGION_REQUEST,
     JOB_SPEC,
     ZERO_TIME,

@@ -15,8 +15,7 @@ import pytest
 import structlog
 from aiohttp import web
 
-from adapter.log import configure_logging
-from adapter.proxy import (
+from adapter.http.proxy import (
     CONFIG,
     JOBS_SUBMIT_HANDLER,
     REQUEST_ID,
@@ -26,6 +25,7 @@ from adapter.proxy import (
     request_body,
     upstream_headers,
 )
+from adapter.log import configure_logging
 from tests.conftest import (
     GZIP_PAYLOAD,
     AdapterFactory,

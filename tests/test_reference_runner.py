@@ -25,10 +25,7 @@ from hypothesis import given, strategies as st
 from nacl.signing import SigningKey
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
-from adapter.canonical import canonical_v1
-from adapter.gojson import encode as go_encode
-from adapter.jobspec import decode_jobspec
-from adapter.reference_runner import (
+from adapter.devkit.reference_runner import (
     CROSS_REGION_PATH,
     FAULTS,
     RECEIVED,
@@ -38,22 +35,25 @@ from adapter.reference_runner import (
     ReferenceStore,
     create_reference_runner,
 )
-from adapter.reference_runner.execution import (
+from adapter.devkit.reference_runner.execution import (
     DEFAULT_MODEL,
     execution_status,
     models_for,
     region_fails,
     run_cross_region,
 )
-from adapter.reference_runner.ginjson import RawJSON, encode
-from adapter.reference_runner.gotime import rfc3339_nano
-from adapter.reference_runner.ratelimit import TokenBuckets, client_ip
-from adapter.reference_runner.store import DuplicateJobError
-from adapter.reference_runner.validation import (
+from adapter.devkit.reference_runner.ginjson import RawJSON, encode
+from adapter.devkit.reference_runner.gotime import rfc3339_nano
+from adapter.devkit.reference_runner.ratelimit import TokenBuckets, client_ip
+from adapter.devkit.reference_runner.store import DuplicateJobError
+from adapter.devkit.reference_runner.validation import (
     JobSpecInvalid,
     normalize_models_from_metadata,
     validate,
 )
+from adapter.jobs.canonical import canonical_v1
+from adapter.jobs.gojson import encode as go_encode
+from adapter.jobs.jobspec import decode_jobspec
 from tests.conftest import load_vector
 
 JSON = {"Content-Type": "application/json"}

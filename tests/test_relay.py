@@ -1,4 +1,4 @@
-"""The lean relay (``adapter.relay``) through real sockets.
+"""The lean relay (``adapter.http.relay``) through real sockets.
 
 Hand-over of every request that is not plain, pipelining, the runner's framing byte for
 byte, the header rules beside the aiohttp path (``ADAPTER_LEAN_RELAY=false``), flow
@@ -27,8 +27,8 @@ from aiohttp import WSMsgType, web
 from pytest_aiohttp import AiohttpServer
 from yarl import URL
 
+from adapter.http.relay import RelayServer
 from adapter.log import configure_logging
-from adapter.relay import RelayServer
 from tests.conftest import (
     AdapterFactory,
     RawTcpUpstream,

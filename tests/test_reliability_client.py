@@ -21,8 +21,8 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
 from adapter.app import CLIENT_IDLE_TIMEOUT
-from adapter.proxy import UPSTREAM
-from adapter.relay import RelayServer
+from adapter.http.proxy import UPSTREAM
+from adapter.http.relay import RelayServer
 from tests.conftest import AdapterFactory, RecordingUpstream, RunningAdapter, served_proxy_runner
 from tests.served_adapter import served_adapter
 

@@ -27,11 +27,11 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from nacl.signing import SigningKey
 from pytest_aiohttp import AiohttpServer
 
-from adapter.canonical import parse_js, portal_message
 from adapter.config import Config
-from adapter.gojson import MAX_DEPTH, GoDecodeError, exceeds_max_depth, parse
-from adapter.reference_runner import RECEIVED, create_reference_runner
-from adapter.rewrite import decide
+from adapter.devkit.reference_runner import RECEIVED, create_reference_runner
+from adapter.jobs.canonical import parse_js, portal_message
+from adapter.jobs.gojson import MAX_DEPTH, GoDecodeError, exceeds_max_depth, parse
+from adapter.jobs.rewrite import decide
 from tests.conftest import AdapterFactory, RunningAdapter
 from tests.portal import body, portal_spec, sign
 

@@ -31,7 +31,7 @@ from aiohttp.test_utils import TestServer
 from nacl.signing import SigningKey
 from pytest_aiohttp import AiohttpServer
 
-from adapter.reference_runner import (
+from adapter.devkit.reference_runner import (
     COUNTERS,
     CROSS_REGION_PATH,
     FAULTS,

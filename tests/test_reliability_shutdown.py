@@ -19,7 +19,7 @@ from aiohttp import web
 from nacl.signing import SigningKey
 from pytest_aiohttp import AiohttpServer
 
-from adapter.reference_runner import FAULTS, RECEIVED, create_reference_runner
+from adapter.devkit.reference_runner import FAULTS, RECEIVED, create_reference_runner
 from tests.portal import body, portal_spec, sign
 from tests.served_adapter import served_adapter
 

@@ -23,7 +23,7 @@ import pytest
 from nacl.signing import SigningKey
 from pytest_aiohttp import AiohttpServer
 
-from adapter.reference_runner import create_reference_runner
+from adapter.devkit.reference_runner import create_reference_runner
 from tests.conftest import AdapterFactory
 from tests.portal import body, portal_spec, sign
 from tests.served_adapter import ServedAdapter, served_adapter

@@ -26,8 +26,8 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-from adapter.proxy import UPSTREAM
-from adapter.relay import UPSTREAM_POOL
+from adapter.http.proxy import UPSTREAM
+from adapter.http.relay import UPSTREAM_POOL
 from tests.conftest import AdapterFactory, RunningAdapter, free_port
 
 TIMEOUT = 0.5

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from nacl.signing import SigningKey
 
-from adapter.canonical import canonical_v1
-from adapter.jobspec import decode_cross_region_request, marshal_go
-from adapter.rewrite import (
+from adapter.jobs.canonical import canonical_v1
+from adapter.jobs.jobspec import decode_cross_region_request, marshal_go
+from adapter.jobs.rewrite import (
     Decision,
     Reason,
     RewriteSettings,
@@ -27,9 +27,9 @@ from adapter.rewrite import (
     self_check,
     self_check_signed,
 )
-from adapter.rollout import BUCKETS, RolloutPolicy
-from adapter.signing import ServiceKey, SignedSpec, sign_v1, verify_b64
-from adapter.trust import TrustedKeys
+from adapter.jobs.rollout import BUCKETS, RolloutPolicy
+from adapter.jobs.signing import ServiceKey, SignedSpec, sign_v1, verify_b64
+from adapter.jobs.trust import TrustedKeys
 from tests.conftest import VECTORS_DIR, load_vector
 from tests.portal import WALLET, body, portal_spec, sign
 
@@ -343,12 +343,12 @@ def _encoder_bug(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(value: dict[str, Any]) -> bytes:
         return marshal_go({**value, "jobspec": {**value["jobspec"], "version": "v-bug"}})
 
-    monkeypatch.setattr("adapter.rewrite.marshal_go", broken)
+    monkeypatch.setattr("adapter.jobs.rewrite.marshal_go", broken)
 
 
 def _canonicalisation_bug(monkeypatch: pytest.MonkeyPatch) -> None:
     # The signature covers other bytes than the runner will canonicalise.
-    monkeypatch.setattr("adapter.signing.canonical_v1", lambda spec: canonical_v1(spec) + b" ")
+    monkeypatch.setattr("adapter.jobs.signing.canonical_v1", lambda spec: canonical_v1(spec) + b" ")
 
 
 @pytest.mark.parametrize("bug", [_encoder_bug, _canonicalisation_bug])

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given, strategies as st
 
-from adapter.rollout import (
+from adapter.jobs.rollout import (
     BUCKETS,
     DEFAULT_SALT,
     KeyKind,

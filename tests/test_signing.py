@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from nacl.signing import SigningKey
 
-from adapter.canonical import canonical_v1, canonical_v1_bytes, parse_js, portal_message
-from adapter.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
-from adapter.signing import (
+from adapter.jobs.canonical import canonical_v1, canonical_v1_bytes, parse_js, portal_message
+from adapter.jobs.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
+from adapter.jobs.signing import (
     ServiceKey,
     SigningKeyError,
     check_runner_v1,

@@ -7,7 +7,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from adapter.proxy import is_stale_connection_failure
+from adapter.http.proxy import is_stale_connection_failure
 from tests.conftest import AdapterFactory, RawTcpUpstream
 
 

@@ -14,8 +14,8 @@ from pytest_aiohttp import AiohttpServer
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
-from adapter.reference_runner import FAULTS, RECEIVED, STORE, create_reference_runner
-from adapter.rollout import bucket_of
+from adapter.devkit.reference_runner import FAULTS, RECEIVED, STORE, create_reference_runner
+from adapter.jobs.rollout import bucket_of
 from tests.conftest import VECTORS_DIR, AdapterFactory, RunningAdapter, free_port, load_vector
 from tests.portal import body, portal_spec, sign
 
@@ -310,10 +310,10 @@ async def test_self_check_failure_is_loud_and_harmless(
     stack: Stack, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """If our own signature ever fails the self-check, the original goes through, counted."""
-    from adapter.canonical import canonical_v1
+    from adapter.jobs.canonical import canonical_v1
 
     # A canonicalisation bug: the signature covers other bytes than the runner will check.
-    monkeypatch.setattr("adapter.signing.canonical_v1", lambda spec: canonical_v1(spec) + b" ")
+    monkeypatch.setattr("adapter.jobs.signing.canonical_v1", lambda spec: canonical_v1(spec) + b" ")
     runner, adapter_ = await stack(ON)
     data = _signed_body()
     with capture_logs() as logs:

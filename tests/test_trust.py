@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from adapter.trust import KeyStatus, TrustedKeys, TrustFileError
+from adapter.jobs.trust import KeyStatus, TrustedKeys, TrustFileError
 
 KEY_A = base64.b64encode(b"\x01" * 32).decode()
 KEY_B = base64.b64encode(b"\x02" * 32).decode()

@@ -16,7 +16,7 @@ from yarl import URL
 
 from adapter.app import create_app, make_proxy_runner
 from adapter.config import Config
-from adapter.websocket import sendable_close_code
+from adapter.http.websocket import sendable_close_code
 from tests.conftest import AdapterFactory
 
 

@@ -8,8 +8,8 @@ import aiohttp
 import pytest
 from pytest_aiohttp import AiohttpServer
 
-from adapter.reference_runner import create_reference_runner
-from adapter.workflow import (
+from adapter.devkit.reference_runner import create_reference_runner
+from adapter.jobs.workflow import (
     NO_ANALYSIS_YET,
     NO_CROSS_REGION_EXECUTION,
     RunnerAnswer,

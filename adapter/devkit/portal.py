@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 from nacl.signing import SigningKey
 
-from adapter.canonical import canonical_v1, portal_message
-from adapter.jobspec import decode_jobspec
+from adapter.jobs.canonical import canonical_v1, portal_message
+from adapter.jobs.jobspec import decode_jobspec
 
 WALLET = "0x67f3d16a91991cf169920f1e79f78e66708da328"
 

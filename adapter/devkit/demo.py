@@ -28,10 +28,10 @@ from yarl import URL
 
 from adapter.app import create_admin_app, create_app, make_admin_runner, make_proxy_runner
 from adapter.config import Config
+from adapter.devkit.portal import body, portal_spec, sign
+from adapter.devkit.reference_runner import create_reference_runner
+from adapter.jobs.signing import ServiceKey
 from adapter.log import configure_logging
-from adapter.portal import body, portal_spec, sign
-from adapter.reference_runner import create_reference_runner
-from adapter.signing import ServiceKey
 
 DEFAULT_DB = Path("demo-data") / "reference-runner.sqlite3"
 JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8", "Accept": "application/json"}

@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from adapter.config import ConfigError, rollout_policy_from_env
-from adapter.rollout import choose, normalise_identity
+from adapter.jobs.rollout import choose, normalise_identity
 
 
 def _bucket(args: argparse.Namespace) -> int:

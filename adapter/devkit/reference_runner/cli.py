@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from adapter.reference_runner.app import create_reference_runner
+from adapter.devkit.reference_runner.app import create_reference_runner
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8090

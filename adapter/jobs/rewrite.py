@@ -19,12 +19,12 @@ from enum import StrEnum
 from typing import Any, Final
 
 from adapter import __version__
-from adapter.canonical import canonical_v1
-from adapter.gojson import GoDecodeError
-from adapter.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
-from adapter.rollout import RolloutPolicy, RolloutReason, choose
-from adapter.signing import ServiceKey, SignedSpec, recognise_signer, sign_v1, verify_b64
-from adapter.trust import KeyStatus, TrustedKeys
+from adapter.jobs.canonical import canonical_v1
+from adapter.jobs.gojson import GoDecodeError
+from adapter.jobs.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
+from adapter.jobs.rollout import RolloutPolicy, RolloutReason, choose
+from adapter.jobs.signing import ServiceKey, SignedSpec, recognise_signer, sign_v1, verify_b64
+from adapter.jobs.trust import KeyStatus, TrustedKeys
 
 JSON_MEDIA_TYPE: Final = "application/json"
 CROSS_REGION_PATH: Final = "/api/v1/jobs/cross-region"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Final
 
-from adapter.gojson import (
+from adapter.jobs.gojson import (
     GoDecodeError,
     GoNumber,
     GoObject,

@@ -2,7 +2,7 @@
 
 Gin's ``c.JSON`` marshals with Go ``encoding/json``: no whitespace and no trailing
 newline, ``gin.H`` map keys sorted by byte order, Go's string escaping and float layout
-(``adapter.gojson``). Structs keep their declaration order, so a struct value (such as a
+(``adapter.jobs.gojson``). Structs keep their declaration order, so a struct value (such as a
 stored JobSpec) is embedded pre-encoded as ``RawJSON``. Pure: values in, bytes out.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from adapter.gojson import RawJSON, encode as go_encode
+from adapter.jobs.gojson import RawJSON, encode as go_encode
 
 CONTENT_TYPE: Final = "application/json; charset=utf-8"
 

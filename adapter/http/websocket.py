@@ -16,9 +16,8 @@ from typing import Final
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from adapter.forwarding import connection_tokens, strip_hop_by_hop
-from adapter.log import get_logger
-from adapter.proxy import (
+from adapter.http.forwarding import connection_tokens, strip_hop_by_hop
+from adapter.http.proxy import (
     CONFIG,
     REQUEST_ID,
     UPSTREAM,
@@ -28,6 +27,7 @@ from adapter.proxy import (
     request_stats,
     upstream_headers,
 )
+from adapter.log import get_logger
 
 # Larger messages close the connection with 1009; the runner's own limits are smaller.
 MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024

@@ -16,9 +16,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
-from adapter.gojson import GoDecodeError, GoObject, fold_key, parse
-from adapter.jobspec import parse_rfc3339
-from adapter.signing import PUBLIC_KEY_SIZE, decode_std_base64
+from adapter.jobs.gojson import GoDecodeError, GoObject, fold_key, parse
+from adapter.jobs.jobspec import parse_rfc3339
+from adapter.jobs.signing import PUBLIC_KEY_SIZE, decode_std_base64
 
 _FIELDS: Final = ("kid", "public_key", "status", "not_before", "not_after")
 _STATUSES: Final = ("", "active", "revoked")

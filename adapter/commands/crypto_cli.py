@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from adapter.canonical import canonical_v1
-from adapter.gojson import GoDecodeError, GoObject, fold_key, parse
-from adapter.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
-from adapter.signing import (
+from adapter.jobs.canonical import canonical_v1
+from adapter.jobs.gojson import GoDecodeError, GoObject, fold_key, parse
+from adapter.jobs.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
+from adapter.jobs.signing import (
     ENV_KEY,
     ENV_KEY_FILE,
     ServiceKey,
@@ -28,7 +28,7 @@ from adapter.signing import (
     check_spec_signature,
     sign_jobspec,
 )
-from adapter.trust import TrustedKeys, TrustFileError
+from adapter.jobs.trust import TrustedKeys, TrustFileError
 
 PROG = "beacon-adapter"
 

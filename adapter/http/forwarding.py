@@ -19,7 +19,7 @@ from typing import Final, TypeAlias
 from multidict import CIMultiDict, MultiMapping, istr
 from yarl import URL
 
-from adapter.http1 import connection_tokens as connection_value_tokens
+from adapter.http.http1 import connection_tokens as connection_value_tokens
 
 # Any case-insensitive multi-valued header view: CIMultiDict or its read-only proxy.
 Headers: TypeAlias = MultiMapping[str]

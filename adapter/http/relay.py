@@ -34,7 +34,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from adapter.config import Config
-from adapter.forwarding import (
+from adapter.http.forwarding import (
     HOP_BY_HOP,
     PROTECTED,
     ClientIpPolicy,
@@ -42,7 +42,7 @@ from adapter.forwarding import (
     accept_request_id,
     upstream_fields,
 )
-from adapter.http1 import (
+from adapter.http.http1 import (
     HEAD_END,
     LAST_CHUNK,
     MAX_REQUEST_HEAD,
@@ -60,9 +60,7 @@ from adapter.http1 import (
     serialize_request_head,
     serialize_response_head,
 )
-from adapter.log import get_logger
-from adapter.metrics import Metrics, route_label
-from adapter.proxy import (
+from adapter.http.proxy import (
     ADAPTER_ERROR_ANSWER,
     CLIENT_TIMEOUT_ANSWER,
     JOBS_SUBMIT_PATH,
@@ -72,6 +70,8 @@ from adapter.proxy import (
     new_request_id,
     upstream_error_answer,
 )
+from adapter.log import get_logger
+from adapter.metrics import Metrics, route_label
 
 # Status recorded when the client went away before the answer was complete (nginx's 499).
 CLIENT_CLOSED_REQUEST: Final = 499

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from adapter.reference_runner.execution import Analysis, CrossRegionOutcome, RegionOutcome
-from adapter.reference_runner.gotime import ZERO_TIME
+from adapter.devkit.reference_runner.execution import Analysis, CrossRegionOutcome, RegionOutcome
+from adapter.devkit.reference_runner.gotime import ZERO_TIME
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS jobs (

@@ -51,7 +51,7 @@ SQL) read what a run left behind.
 
 from __future__ import annotations
 
-from adapter.reference_runner.app import (
+from adapter.devkit.reference_runner.app import (
     COUNTERS,
     FAULTS,
     RECEIVED,
@@ -61,13 +61,13 @@ from adapter.reference_runner.app import (
     ReceivedRequest,
     create_reference_runner,
 )
-from adapter.reference_runner.faults import (
+from adapter.devkit.reference_runner.faults import (
     CROSS_REGION_PATH,
     STANDARD_PATH,
     InjectedFailure,
     ReferenceRunnerFaults,
 )
-from adapter.reference_runner.store import ReferenceStore
+from adapter.devkit.reference_runner.store import ReferenceStore
 
 __all__ = [
     "COUNTERS",

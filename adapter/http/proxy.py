@@ -28,7 +28,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from adapter.config import Config
-from adapter.forwarding import (
+from adapter.http.forwarding import (
     X_REQUEST_ID,
     ClientIpPolicy,
     ForwardedFacts,

@@ -1,7 +1,7 @@
 """The exact bytes each signer signs: the runner's V1 canonical form and the portal's.
 
 ``canonical_v1`` follows ``runner-protocol.md`` §2a (``CanonicalizeJobSpecV1`` @ a6be919)
-step by step, from a spec already projected onto the Go structs (``adapter.jobspec``).
+step by step, from a spec already projected onto the Go structs (``adapter.jobs.jobspec``).
 The portal messages (§8) are computed from the raw body with JavaScript semantics instead
 (``JSON.parse`` then a key-sorted ``JSON.stringify``), because that is what the portal's
 browser code signed; they only serve to recognise which signer produced a signature.
@@ -15,14 +15,14 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, NoReturn
 
-from adapter.gojson import (
+from adapter.jobs.gojson import (
     SHORT_ESCAPES,
     encode,
     escape_table,
     exceeds_max_depth,
     format_js_number,
 )
-from adapter.jobspec import decode_jobspec
+from adapter.jobs.jobspec import decode_jobspec
 
 # Scheme identifiers in the order a signature is tried. They are Prometheus label values.
 PORTAL_C4CBB02: Final = "portal_c4cbb02"

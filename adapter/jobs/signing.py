@@ -19,7 +19,7 @@ from typing import Any, Final
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
-from adapter.canonical import (
+from adapter.jobs.canonical import (
     PORTAL_04B8886,
     PORTAL_5FA6ECE,
     PORTAL_21A0059,
@@ -32,8 +32,8 @@ from adapter.canonical import (
     parse_js,
     portal_messages,
 )
-from adapter.gojson import GoDecodeError
-from adapter.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
+from adapter.jobs.gojson import GoDecodeError
+from adapter.jobs.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
 
 __all__ = [
     "ENV_KEY",

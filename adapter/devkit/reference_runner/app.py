@@ -23,27 +23,27 @@ from typing import Any, Final
 
 from aiohttp import WSMsgType, hdrs, web
 
-from adapter import gojson
-from adapter.canonical import canonical_v1
-from adapter.gojson import GoDecodeError
-from adapter.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
-from adapter.reference_runner import ginjson
-from adapter.reference_runner.execution import run_cross_region, run_standard
-from adapter.reference_runner.faults import (
+from adapter.devkit.reference_runner import ginjson
+from adapter.devkit.reference_runner.execution import run_cross_region, run_standard
+from adapter.devkit.reference_runner.faults import (
     CROSS_REGION_PATH,
     STANDARD_PATH,
     ReferenceRunnerFaults,
 )
-from adapter.reference_runner.gotime import ZERO_TIME, rfc3339_nano
-from adapter.reference_runner.ratelimit import TokenBuckets, client_ip
-from adapter.reference_runner.store import DuplicateJobError, ReferenceStore
-from adapter.reference_runner.validation import (
+from adapter.devkit.reference_runner.gotime import ZERO_TIME, rfc3339_nano
+from adapter.devkit.reference_runner.ratelimit import TokenBuckets, client_ip
+from adapter.devkit.reference_runner.store import DuplicateJobError, ReferenceStore
+from adapter.devkit.reference_runner.validation import (
     DEFAULT_MIN_SUCCESS_RATE,
     JobSpecInvalid,
     normalize_models_from_metadata,
     validate,
 )
-from adapter.signing import verify_b64
+from adapter.jobs import gojson
+from adapter.jobs.canonical import canonical_v1
+from adapter.jobs.gojson import GoDecodeError
+from adapter.jobs.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
+from adapter.jobs.signing import verify_b64
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -1,0 +1,1 @@
+"""Operator commands of ``beacon-adapter`` (each module has ``add_parser``)."""
