@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from hypothesis import HealthCheck, settings
 from multidict import CIMultiDict
 from prometheus_client import CollectorRegistry
 from pytest_aiohttp import AiohttpServer
@@ -23,6 +24,18 @@ from yarl import URL
 from adapter.admin import Readiness
 from adapter.app import create_admin_app, create_app, make_admin_runner, make_proxy_runner
 from adapter.config import Config
+
+# One Hypothesis profile for the whole suite. A cold example database (a fresh clone, CI's new
+# container) makes the first text draw build Hypothesis' character tables (~1.4 s), and a loaded
+# 2-core machine stretches any single example: neither is a bug, so neither may fail a test.
+# Speed is measured in bench/, never asserted here.
+settings.register_profile(
+    "adapter",
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    print_blob=True,
+)
+settings.load_profile("adapter")
 
 VECTORS_DIR = Path(__file__).parent / "vectors"
 # The project's shared folder sits beside the checkout (../shared); CI lays it there too.

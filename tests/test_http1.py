@@ -14,7 +14,7 @@ import pytest
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.http_parser import HeadersParser, HttpPayloadParser, HttpRequestParser, PayloadState
 from aiohttp.streams import StreamReader
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from adapter.http.http1 import (
     HEAD_END,
@@ -36,7 +36,7 @@ from adapter.http.http1 import (
     serialize_response_head,
 )
 
-PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=300)
 
 
 def _head(*lines: str | bytes) -> bytes:

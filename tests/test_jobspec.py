@@ -335,7 +335,7 @@ class TestCrossRegionRequest:
         assert caught.value.field == "enable_analysis"
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(portal_jobspecs())
 def test_projection_is_a_fixed_point_of_marshal_and_decode(spec: dict[str, Any]) -> None:
     """Marshalling a projection and decoding it again gives the same value and canonical bytes."""
@@ -346,7 +346,7 @@ def test_projection_is_a_fixed_point_of_marshal_and_decode(spec: dict[str, Any])
     assert canonical_v1(projected) == canonical_v1_bytes(marshal_go(projected))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(portal_jobspecs())
 def test_ascii_escaped_and_raw_utf8_bodies_project_the_same(spec: dict[str, Any]) -> None:
     """\\u escapes and raw UTF-8 in the request decode to the same struct."""

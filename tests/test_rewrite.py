@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import given, settings as hsettings, strategies as st
 from nacl.signing import SigningKey
 
 from adapter.jobs.canonical import canonical_v1
@@ -317,7 +317,7 @@ REGION = st.sampled_from(["US", "EU", "ASIA", "APAC", "us-east", "eu-west"])
 TEXT = st.text(st.characters(codec="utf-8"), max_size=12)
 
 
-@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@hsettings(max_examples=40)
 @given(
     regions=st.lists(REGION, min_size=2, max_size=5).filter(lambda r: len(set(r)) >= 2),
     question=TEXT,

@@ -325,7 +325,7 @@ SIGNED_FIELD_MUTATIONS: dict[str, Callable[[dict[str, Any]], None]] = {
 }
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(portal_jobspecs())
 def test_sign_then_verify(spec: dict[str, Any]) -> None:
     """Every generated spec, signed, verifies under runner V1 from its wire bytes."""
@@ -335,7 +335,7 @@ def test_sign_then_verify(spec: dict[str, Any]) -> None:
     assert check_spec_signature(marshal_go(signed)).verified
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(portal_jobspecs(), st.sampled_from(sorted(SIGNED_FIELD_MUTATIONS)))
 def test_changing_a_signed_field_breaks_verification(spec: dict[str, Any], field: str) -> None:
     """Any change to a signed field makes the runner reject the signature."""
@@ -348,7 +348,7 @@ def test_changing_a_signed_field_breaks_verification(spec: dict[str, Any], field
     assert not check_runner_v1(wire).verified
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(
     portal_jobspecs(),
     st.text(min_size=1, max_size=20),
