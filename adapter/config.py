@@ -35,7 +35,7 @@ LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS: Final = ("json", "console")
 REDACTED: Final = "***"
 
-# Defaults from issue 2; operators and deploy files depend on them.
+# Documented in the README; operators and deploy files depend on them.
 DEFAULT_HOST: Final = "0.0.0.0"
 DEFAULT_PORT: Final = 8080
 DEFAULT_ADMIN_PORT: Final = 9090
@@ -265,7 +265,7 @@ class Config:
 
 
 def rewrite_settings_from_env(env: Mapping[str, str]) -> RewriteSettings:
-    """The cross-region rewrite section: rollout flag, keys and limits (issue 4 names)."""
+    """The cross-region rewrite section: rollout flag, keys and limits ("Rewrite variables")."""
 
     read = partial(read_env, env)
     policy = rollout_policy_from_env(env)

@@ -51,7 +51,8 @@ from adapter.log import get_logger
 DECISION_HEADER: Final = "X-Adapter-Decision"
 # The cross-region route answers 404/405 only when it is not registered (runner without DB).
 _ROUTE_MISSING: Final = frozenset({404, 405})
-# What the cross-region route says when the job id already exists (plain INSERT, §6).
+# What the cross-region route says when the job id already exists (a plain INSERT,
+# docs/runner-contract.md §6 step 6).
 _DUPLICATE_JOB_ERROR: Final = "Failed to create job record"
 _MAX_ERROR_BODY: Final = 65_536
 

@@ -1,6 +1,6 @@
 """``python -m bench`` (``make bench``): run the bench and write the markdown report.
 
-Defaults follow issue 6: 3 interleaved rounds × 10 s per (target, scenario, concurrency)
+Defaults: 3 interleaved rounds × 10 s per (target, scenario, concurrency)
 at concurrency 1, 16 and 64, and a 200 MiB streaming row; ``--quick`` is a smoke run of
 a few seconds per target that writes ``bench/results/quick.md`` instead.
 """

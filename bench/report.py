@@ -322,7 +322,7 @@ def render(
         f"- 1-minute load average of the machine (everything, not only the bench): "
         f"{info.load_average}.",
         "",
-        "## Issue 6 targets",
+        "## Performance targets",
         "",
         *_table(
             ("target", "measured", "verdict"),

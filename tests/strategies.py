@@ -82,7 +82,7 @@ def rfc3339_times(draw: st.DrawFn) -> str:
 
 @st.composite
 def portal_jobspecs(draw: st.DrawFn) -> dict[str, Any]:
-    """A bias-detection JobSpec shaped like the portal builds it (§8), with random content.
+    """A bias-detection JobSpec shaped like the portal builds it, with random content.
 
     Optional parts (models, scoring, min_success_rate, max_cost, jobspec_id, wallet_auth,
     extra metadata) appear or not, so generated specs cover the omitempty and strip rules.

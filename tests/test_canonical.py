@@ -266,7 +266,7 @@ def test_portal_messages_are_the_stringified_spec_minus_each_generations_keys(
 
 
 def _reference_canonical(spec: dict[str, Any]) -> bytes:
-    """§2a steps 2-5 one after the other, as the runner runs them, on a copy."""
+    """docs/runner-contract.md §2a steps 2-5 one by one, as the runner runs them, on a copy."""
 
     def through_float64(value: Any) -> Any:
         if isinstance(value, bool) or value is None or isinstance(value, str | float):

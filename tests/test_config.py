@@ -42,7 +42,7 @@ def test_defaults_match_issue_2() -> None:
 
 
 def test_every_variable_is_read() -> None:
-    """Each ADAPTER_* variable of issue 2 lands in its field, parsed."""
+    """Each ADAPTER_* variable of the README's table lands in its field, parsed."""
     env = {
         "ADAPTER_UPSTREAM_URL": "https://runner.example.org:8443/",
         "ADAPTER_HOST": "127.0.0.1",

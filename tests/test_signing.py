@@ -290,8 +290,8 @@ def _append(path: tuple[str, ...], suffix: Any) -> Callable[[dict[str, Any]], No
         if isinstance(current, list):
             current.append(suffix)
         elif isinstance(current, int) and not isinstance(current, bool) and current > 2**53:
-            # V1 goes through float64 (§2a): +1 above 2**53 is invisible to the runner too,
-            # so change the value by more than one float64 step.
+            # V1 goes through float64 (docs/runner-contract.md §2a): +1 above 2**53 is
+            # invisible to the runner too, so change the value by more than one float64 step.
             target[path[-1]] = current // 2
         elif isinstance(current, str | int | float) and not isinstance(current, bool):
             target[path[-1]] = current + suffix

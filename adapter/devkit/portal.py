@@ -2,7 +2,7 @@
 
 The demo, the benchmarks and the tests build submissions here instead of copying JSON
 around, so every body is signed for real, with a given Ed25519 key and a named scheme
-(runner-protocol.md §8 describes the portal's spec and its signers).
+(docs/runner-contract.md §8 describes the portal's spec and its signers).
 """
 
 from __future__ import annotations

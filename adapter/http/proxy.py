@@ -177,7 +177,8 @@ class UpstreamClient:
         session = aiohttp.ClientSession(
             # A shared jar would hand one client's cookies to the next.
             cookie_jar=aiohttp.DummyCookieJar(),
-            # Bytes and Content-Encoding stay in step (anchors §0.3).
+            # Bytes and Content-Encoding stay in step: decoded bytes under the original
+            # Content-Encoding would be decoded twice by the client.
             auto_decompress=False,
             # Connect covers waiting for a pooled connection too; sock_read is "no
             # progress for this long", so a slow but moving download is never cut.

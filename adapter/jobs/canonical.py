@@ -1,6 +1,6 @@
 """The exact bytes each signer signs: the runner's V1 canonical form and the portal's.
 
-``canonical_v1`` follows ``runner-protocol.md`` §2a (``CanonicalizeJobSpecV1`` @ a6be919)
+``canonical_v1`` follows ``docs/runner-contract.md`` §2a (``CanonicalizeJobSpecV1`` @ a6be919)
 step by step, from a spec already projected onto the Go structs (``adapter.jobs.jobspec``).
 The portal messages (§8) are computed from the raw body with JavaScript semantics instead
 (``JSON.parse`` then a key-sorted ``JSON.stringify``), because that is what the portal's

@@ -4,7 +4,7 @@
 shape ``json.Marshal`` would emit it: unknown keys gone, zero values for missing fields,
 ``omitempty`` honoured. That value is what the runner canonicalises and verifies, so it is
 also what the adapter must sign and send (``marshal_go``). Structs follow
-``runner-protocol.md`` §1 (``pkg/models/types.go`` @ 5418b9a).
+``docs/runner-contract.md`` §1 (``pkg/models/types.go`` @ 5418b9a).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ The checks run in a fixed order and the first that fails names the reason, so ev
 pass-through can be explained. Trust assumption: the adapter re-signs only specs that
 their submitter signed and that verify under one of the portal or runner schemes; with
 ``trust_enforce`` the submitter's key must also be trusted. The portal's own key is
-compromised by nonce reuse (runner-protocol.md §8), so production should enforce trust
+compromised by nonce reuse (docs/runner-contract.md §8), so production should enforce trust
 or rely on network placement, not on a portal signature alone.
 """
 
@@ -357,7 +357,8 @@ def cross_region_min_success_rate(spec: Mapping[str, Any], default: float) -> fl
 
 
 def _fill_metadata_models(metadata: dict[str, Any], models: object) -> None:
-    # The cross-region executor reads only metadata.models, and only its strings (§6).
+    # The cross-region executor reads only metadata.models, and only its strings
+    # (docs/runner-contract.md §6).
     existing = metadata.get("models")
     if isinstance(existing, list) and any(isinstance(m, str) and m for m in existing):
         return

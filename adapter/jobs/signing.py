@@ -3,7 +3,7 @@
 Trust assumption: the service key is the only thing that makes the runner accept a
 rewritten job, so the secret never appears in a repr, str, log or error message. A portal
 signature is only *recognised* (which signer generation made it); the portal key leaked
-through nonce reuse (``runner-protocol.md`` §8), so a match proves nothing about the sender.
+through nonce reuse (``docs/runner-contract.md`` §8), so a match proves nothing about the sender.
 """
 
 from __future__ import annotations

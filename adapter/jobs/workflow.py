@@ -2,7 +2,7 @@
 
 Operators ask this when a user reports a 404 on the bias-analysis page. The runner
 keeps no flag for it; the answer is read from what its bias-analysis route says
-(runner-protocol.md §7) and, when that route has no cross-region record, from the
+(docs/runner-contract.md §7) and, when that route has no cross-region record, from the
 plain job route. Pure: status codes and parsed bodies in, a classification out.
 """
 

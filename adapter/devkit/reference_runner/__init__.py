@@ -2,7 +2,7 @@
 
 ``create_reference_runner(db_path=":memory:", *, ...)`` returns an aiohttp application
 that answers like the real runner on the routes the adapter cares about
-(runner-protocol.md §3-§7, §10), byte for byte where clients compare bytes:
+(docs/runner-contract.md §3-§7, §10), byte for byte where clients compare bytes:
 
 - global middleware: X-Request-ID echo (1-128 chars) or 32 fresh hex; POST/PUT without an
   ``application/json`` Content-Type get 400 ``invalid_content_type``; CORS headers and

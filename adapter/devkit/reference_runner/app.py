@@ -1,6 +1,6 @@
 """The reference runner's aiohttp application: routes, middleware and thin handlers.
 
-Each handler reproduces one runner route from runner-protocol.md (§3 middleware, §4 the
+Each handler reproduces one runner route from docs/runner-contract.md (§3 middleware, §4 the
 standard submit, §6 the cross-region submit, §7 bias analysis, §10 health, metrics and
 ``/ws``), down to status codes and the bytes of gin's JSON bodies. The pure parts live
 beside it: ``validation`` (``Validate()``), ``execution`` (the deterministic fake
@@ -47,7 +47,8 @@ from adapter.jobs.signing import verify_b64
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# The standard route's ValidateJobSpec middleware reads at most 1 MB (runner §4).
+# The standard route's ValidateJobSpec middleware reads at most 1 MB
+# (docs/runner-contract.md §4).
 STANDARD_BODY_CAP: Final = 1 << 20
 # The cross-region route has no cap in the runner; keep a generous one against accidents.
 CLIENT_MAX_SIZE: Final = 64 << 20
@@ -221,7 +222,7 @@ async def record_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Echo a 1-128 character X-Request-ID, else send a fresh 32-hex one (runner §3)."""
+    """Echo an X-Request-ID of 1-128 characters, else a new 32-hex one (runner contract §3)."""
     response = await handler(request)
     if not response.prepared:
         response.headers["X-Request-ID"] = request[REQUEST_ID]
@@ -230,7 +231,7 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
 
 @web.middleware
 async def validate_json_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """POST and PUT must carry a Content-Type containing application/json (runner §3)."""
+    """POST and PUT need a Content-Type containing application/json (runner contract §3)."""
     if request.method in {"POST", "PUT"} and "application/json" not in request.headers.get(
         hdrs.CONTENT_TYPE, ""
     ):
@@ -253,7 +254,7 @@ def _cors_headers(origin: str) -> dict[str, str]:
 
 @web.middleware
 async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """CORS headers on every answer; OPTIONS preflights end here with 204 (runner §3)."""
+    """CORS headers on every answer; OPTIONS preflights end here, 204 (runner contract §3)."""
     headers = _cors_headers(request.headers.get(hdrs.ORIGIN, ""))
     if request.method == "OPTIONS":
         return web.Response(status=204, headers=headers)
@@ -369,7 +370,7 @@ def project(spec: Mapping[str, Any]) -> dict[str, Any]:
 def raw_canonical(body: bytes) -> bytes | None:
     """``VerifySignatureRaw``'s bytes: the body as a generic map minus id/signature/public_key.
 
-    ``created_at`` stays and nothing else is cleaned (runner-protocol.md §2b). None when
+    ``created_at`` stays and nothing else is cleaned (docs/runner-contract.md §2b). None when
     the body is not a JSON object.
     """
     errors: list[GoDecodeError] = []

@@ -3,7 +3,7 @@
 Every outcome is a function of the job id, region, model and question, so tests and the
 demo can predict it. A region whose upper-cased name starts with ``FAIL`` always fails;
 every other region succeeds. Models and the status rule follow the real executor
-(runner-protocol.md §6): ``metadata.models`` strings only, else ``metadata.model``, else
+(docs/runner-contract.md §6): ``metadata.models`` strings only, else ``metadata.model``, else
 ``llama3.2-1b``; ``completed`` / ``partial`` / ``failed``; an analysis only when at least
 two regions succeeded. Work is bounded (``MAX_REGIONS``, ``MAX_RUNS_PER_REGION``).
 Pure: values in, frozen values out.
@@ -278,7 +278,7 @@ def run_cross_region(
     """Execute every target region and summarise, as ``ExecuteAcrossRegions`` would."""
     if len(target_regions) < min_regions:
         # The executor refuses to plan: the handler marks the execution failed and leaves
-        # the job row untouched (runner-protocol.md §6, "Plans").
+        # the job row untouched (docs/runner-contract.md §6, "Plans").
         return CrossRegionOutcome(
             status="failed",
             success_count=0,

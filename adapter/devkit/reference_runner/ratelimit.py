@@ -3,7 +3,7 @@
 Off by default in the reference runner; when on, it keys buckets the way gin's
 ``c.ClientIP()`` does with every proxy trusted (the leftmost ``X-Forwarded-For`` entry,
 else ``X-Real-IP``, else the peer), so tests can show why a proxy must forward the real
-client address (runner-protocol.md §3). Pure: the clock reading is passed in.
+client address (docs/runner-contract.md §3). Pure: the clock reading is passed in.
 """
 
 from __future__ import annotations

@@ -402,7 +402,8 @@ class ReferenceStore:
                         outcome.status,
                         outcome.success_count,
                         outcome.failure_count,
-                        # A refused plan is marked failed with Go's zero time (runner §6).
+                        # A refused plan is marked failed with Go's zero time
+                        # (docs/runner-contract.md §B4, error path).
                         ZERO_TIME if outcome.error else now,
                         outcome.duration_ms if outcome.regions else None,
                         now,

@@ -2,7 +2,7 @@
 
 ``Validate()`` both checks and *mutates*: it fills defaults (version, id, description,
 scoring method, constraint defaults) that then become part of what the runner stores and,
-on the standard endpoint, of what it verifies (runner-protocol.md §4, §5). Pure: the spec
+on the standard endpoint, of what it verifies (docs/runner-contract.md §4, §5). Pure: the spec
 dict and the clock reading come in, a new dict (or ``JobSpecInvalid``) comes out.
 """
 
