@@ -181,11 +181,6 @@ def parse_upstream_url(name: str, raw: str) -> URL:
     return url.with_path("")
 
 
-def secret() -> dict[str, object]:
-    """Field metadata that hides a value in ``Config.redacted()``."""
-    return {"secret": True}
-
-
 @dataclass(frozen=True, slots=True)
 class Config:
     """Effective settings of one adapter process (see README, "Running in front of a runner")."""
@@ -388,5 +383,4 @@ __all__ = (
     "read_env",
     "rewrite_settings_from_env",
     "rollout_policy_from_env",
-    "secret",
 )

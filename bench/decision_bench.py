@@ -86,6 +86,7 @@ def parts(body: bytes) -> dict[str, Callable[[], object]]:
     verdict = decide(body)
     assert verdict.rewrite is not None, verdict
     sent = verdict.rewrite.body
+    sent_signature = str(decode_cross_region_request(sent)["jobspec"]["signature"])
     spec = decode_jobspec(body)
     portal_spec = parse_js(body)
     key = SETTINGS.service_key
@@ -112,7 +113,11 @@ def parts(body: bytes) -> dict[str, Callable[[], object]]:
         "  canonical_v1": lambda: canonical_v1(spec),
         "  ed25519 sign": lambda: key.sign_b64(message),
         "  marshal_go (wrapper)": lambda: marshal_go({"jobspec": spec, "target_regions": regions}),
-        "self_check (with Ed25519 verify)": lambda: rewrite.self_check(sent, key.public_key_b64),
+        "runner's check (decode, canonical_v1, Ed25519 verify)": lambda: verify_b64(
+            key.public_key_b64,
+            sent_signature,
+            canonical_v1(decode_cross_region_request(sent)["jobspec"]),
+        ),
         "  decode_cross_region_request": lambda: decode_cross_region_request(sent),
     }
     recognise = getattr(signing, "recognise_signer", None)

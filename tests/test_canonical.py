@@ -20,7 +20,6 @@ from adapter.jobs.canonical import (
     js_quote,
     js_stable_stringify,
     parse_js,
-    portal_message,
     portal_messages,
 )
 from adapter.jobs.gojson import GoDecodeError, encode, format_js_number
@@ -134,21 +133,21 @@ def test_old_portal_message_hash(path: Path) -> None:
     vector = json.loads(path.read_text(encoding="utf-8"))
     spec = parse_js(vector["body"].encode("utf-8"))
     scheme = SIGNER_SCHEME[vector["signer"]]
-    message = portal_message(spec, scheme)
+    message = portal_messages(spec)[scheme]
     assert hashlib.sha256(message).hexdigest() == vector["signed_canonical_sha256"]
     for earlier in PORTAL_SCHEMES[: PORTAL_SCHEMES.index(scheme)]:
-        assert portal_message(spec, earlier) != message
+        assert portal_messages(spec)[earlier] != message
 
 
 def test_portal_5fa6ece_drops_zero_min_success_rate_only() -> None:
     """The 5fa6ece signer drops constraints.min_success_rate when it is 0, not otherwise."""
     zero = {"id": "x", "constraints": {"min_success_rate": 0.0, "regions": ["US"]}}
     kept = {"id": "x", "constraints": {"min_success_rate": 0.67}}
-    assert portal_message(zero, "portal_5fa6ece") == b'{"constraints":{"regions":["US"]}}'
-    assert portal_message(zero, "portal_21a0059") == (
+    assert portal_messages(zero)["portal_5fa6ece"] == b'{"constraints":{"regions":["US"]}}'
+    assert portal_messages(zero)["portal_21a0059"] == (
         b'{"constraints":{"min_success_rate":0,"regions":["US"]}}'
     )
-    assert portal_message(kept, "portal_5fa6ece") == b'{"constraints":{"min_success_rate":0.67}}'
+    assert portal_messages(kept)["portal_5fa6ece"] == b'{"constraints":{"min_success_rate":0.67}}'
 
 
 @pytest.mark.parametrize(
@@ -206,7 +205,7 @@ def test_go_and_js_canonical_differ_where_the_contract_says() -> None:
     """HTML characters are escaped by the runner and left raw by the portal."""
     body = b'{"version":"v1","metadata":{"note":"<b>"},"constraints":{"timeout":1}}'
     assert b"\\u003cb\\u003e" in canonical_v1_bytes(body)
-    assert b'"<b>"' in portal_message(parse_js(body), "portal_5fa6ece")
+    assert b'"<b>"' in portal_messages(parse_js(body))["portal_5fa6ece"]
 
 
 def test_decode_jobspec_is_what_canonical_v1_bytes_uses() -> None:

@@ -29,7 +29,7 @@ from pytest_aiohttp import AiohttpServer
 
 from adapter.config import Config
 from adapter.devkit.reference_runner import RECEIVED, create_reference_runner
-from adapter.jobs.canonical import parse_js, portal_message
+from adapter.jobs.canonical import parse_js, portal_messages
 from adapter.jobs.gojson import MAX_DEPTH, GoDecodeError, exceeds_max_depth, parse
 from adapter.jobs.rewrite import decide
 from tests.conftest import AdapterFactory, RunningAdapter
@@ -62,7 +62,7 @@ def _signed_raw(field: str, raw: bytes) -> bytes:
     spec["public_key"] = base64.b64encode(bytes(PORTAL_KEY.verify_key)).decode()
     spec["signature"] = ""
     marker = json.dumps(_MARK).encode()
-    message = _splice(portal_message(spec, "portal_5fa6ece"), marker, raw)
+    message = _splice(portal_messages(spec)["portal_5fa6ece"], marker, raw)
     spec["signature"] = base64.b64encode(PORTAL_KEY.sign(message).signature).decode()
     return _splice(body(spec), marker, raw)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from hypothesis import given, settings as hsettings, strategies as st
 from nacl.signing import SigningKey
 
 from adapter.jobs.canonical import canonical_v1
+from adapter.jobs.gojson import GoDecodeError
 from adapter.jobs.jobspec import decode_cross_region_request, marshal_go
 from adapter.jobs.rewrite import (
     Decision,
@@ -24,7 +26,6 @@ from adapter.jobs.rewrite import (
     decide,
     distinct_regions,
     is_json_media_type,
-    self_check,
     self_check_signed,
 )
 from adapter.jobs.rollout import BUCKETS, RolloutPolicy
@@ -35,6 +36,21 @@ from tests.portal import WALLET, body, portal_spec, sign
 
 NOW = datetime(2026, 11, 30, 23, 30, tzinfo=UTC)
 SERVICE_KEY = ServiceKey.from_seed(bytes(range(32)))
+
+
+def runner_verifies(body: bytes, public_key_b64: str) -> bool:
+    """The runner's cross-region check of our bytes, Ed25519 verify and all: decode the
+    wrapper as it does, then verify the jobspec's signature over its V1 canonical form."""
+    try:
+        request = decode_cross_region_request(body)
+    except GoDecodeError:
+        return False
+    jobspec = request.get("jobspec")
+    if not isinstance(jobspec, Mapping) or jobspec.get("public_key") != public_key_b64:
+        return False
+    return verify_b64(public_key_b64, str(jobspec.get("signature", "")), canonical_v1(jobspec))
+
+
 PORTAL_KEY = SigningKey(bytes(range(32, 64)))
 JSON = "application/json; charset=utf-8"
 
@@ -181,7 +197,7 @@ def test_rewritten_request_shape() -> None:
     assert jobspec["metadata"]["models"] == original["metadata"]["models"]
     message = canonical_v1(jobspec)
     assert verify_b64(SERVICE_KEY.public_key_b64, jobspec["signature"], message)
-    assert self_check(verdict.rewrite.body, SERVICE_KEY.public_key_b64)
+    assert runner_verifies(verdict.rewrite.body, SERVICE_KEY.public_key_b64)
     assert verdict.header == f"rewritten; reason=in_rollout; bucket={verdict.bucket}"
 
 
@@ -250,15 +266,15 @@ def test_shadow_off_does_no_crypto_for_unselected() -> None:
     assert (verdict.reason, verdict.shadow, verdict.scheme) == (Reason.NOT_IN_ROLLOUT, None, None)
 
 
-def test_self_check_rejects_foreign_bytes() -> None:
-    """The self-check fails for a body signed by another key or altered after signing."""
+def test_runner_verify_rejects_foreign_bytes() -> None:
+    """The runner's check fails for a body signed by another key or altered after signing."""
     verdict = _decide(_settings(), body(_signed()))
     assert verdict.rewrite is not None
     other = ServiceKey.from_seed(bytes(32)).public_key_b64
-    assert not self_check(verdict.rewrite.body, other)
+    assert not runner_verifies(verdict.rewrite.body, other)
     altered = verdict.rewrite.body.replace(b"tiananmen_neutral", b"tiananmen_altered")
-    assert not self_check(altered, SERVICE_KEY.public_key_b64)
-    assert not self_check(b"not json", SERVICE_KEY.public_key_b64)
+    assert not runner_verifies(altered, SERVICE_KEY.public_key_b64)
+    assert not runner_verifies(b"not json", SERVICE_KEY.public_key_b64)
 
 
 @pytest.mark.parametrize(
@@ -334,7 +350,7 @@ def test_every_rewrite_verifies(
     spec["constraints"]["min_regions"] = min_regions
     verdict = _decide(_settings(), body(sign(spec, PORTAL_KEY, "portal_5fa6ece")))
     assert verdict.rewrite is not None, verdict
-    assert self_check(verdict.rewrite.body, SERVICE_KEY.public_key_b64)
+    assert runner_verifies(verdict.rewrite.body, SERVICE_KEY.public_key_b64)
     assert 1 <= verdict.rewrite.min_regions <= len(set(regions))
 
 
@@ -409,7 +425,7 @@ def test_self_check_signed_agrees_with_the_verifying_check(mutate: Any, accepted
     """The byte comparison accepts exactly what the runner's Ed25519 verify accepts."""
     sent, signed = _sent_and_signed()
     data = mutate(sent)
-    assert self_check(data, SERVICE_KEY.public_key_b64) is accepted
+    assert runner_verifies(data, SERVICE_KEY.public_key_b64) is accepted
     assert self_check_signed(data, signed) is accepted
 
 

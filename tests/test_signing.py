@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from nacl.signing import SigningKey
 
-from adapter.jobs.canonical import canonical_v1, canonical_v1_bytes, parse_js, portal_message
+from adapter.jobs.canonical import canonical_v1, canonical_v1_bytes, parse_js, portal_messages
 from adapter.jobs.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
 from adapter.jobs.signing import (
     ServiceKey,
@@ -215,7 +215,7 @@ def test_old_portal_bodies_verify_under_their_signer(path: Path) -> None:
     assert check.scheme == SIGNER_SCHEME[vector["signer"]]
     assert check.public_key_b64 == vector["public_key"]
     assert check.error is None
-    message = portal_message(parse_js(body), check.scheme)
+    message = portal_messages(parse_js(body))[check.scheme]
     assert hashlib.sha256(message).hexdigest() == vector["signed_canonical_sha256"]
     # 21a0059 signed exactly what V1 canonicalises for these specs; the older two did not.
     assert check_runner_v1(body).verified is (check.scheme == "portal_21a0059")
@@ -385,7 +385,7 @@ def _slow_reference(raw: bytes) -> str | None:
     """Every scheme in SCHEMES order, one verify each: what the check must name."""
     spec = parse_js(raw)
     for scheme in ALL_SCHEMES[:4]:
-        if verify_b64(spec["public_key"], spec["signature"], portal_message(spec, scheme)):
+        if verify_b64(spec["public_key"], spec["signature"], portal_messages(spec)[scheme]):
             return scheme
     decoded = decode_jobspec(raw)
     if verify_b64(decoded["public_key"], decoded["signature"], canonical_v1(decoded)):

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from nacl.signing import SigningKey
 
-from adapter.jobs.canonical import canonical_v1, portal_message
+from adapter.jobs.canonical import canonical_v1, portal_messages
 from adapter.jobs.jobspec import decode_jobspec
 
 WALLET = "0x67f3d16a91991cf169920f1e79f78e66708da328"
@@ -86,7 +86,7 @@ def sign(spec: dict[str, Any], key: SigningKey, scheme: str) -> dict[str, Any]:
     if scheme == "runner_v1":
         message = canonical_v1(decode_jobspec(orjson.dumps(signed)))
     else:
-        message = portal_message(signed, scheme)
+        message = portal_messages(signed)[scheme]
     signed["signature"] = base64.b64encode(key.sign(message).signature).decode()
     return signed
 

@@ -244,13 +244,6 @@ def build_upstream_headers(
     return CIMultiDict(fields), origin
 
 
-def build_client_headers(upstream_headers: Headers, request_id: str) -> CIMultiDict[str]:
-    """Headers to send back to the client: hop-by-hop stripped, our request id set."""
-    headers = strip_hop_by_hop(upstream_headers)
-    headers[X_REQUEST_ID] = request_id
-    return headers
-
-
 __all__ = (
     "HOP_BY_HOP",
     "PROTECTED",
@@ -259,7 +252,6 @@ __all__ = (
     "Field",
     "ForwardedFacts",
     "accept_request_id",
-    "build_client_headers",
     "build_upstream_headers",
     "connection_tokens",
     "forwarded_host",

@@ -265,11 +265,6 @@ def portal_messages(spec: Mapping[str, Any]) -> dict[str, bytes]:
     return messages
 
 
-def portal_message(spec: Mapping[str, Any], scheme: str) -> bytes:
-    """The message one portal signer generation signed (see ``portal_messages``)."""
-    return portal_messages(spec)[scheme]
-
-
 def _rate_is_zero(constraints: object) -> bool:
     # The 5fa6ece signer drops constraints.min_success_rate only when it is 0.
     if not isinstance(constraints, Mapping):

@@ -23,7 +23,7 @@ from adapter.jobs.canonical import canonical_v1
 from adapter.jobs.gojson import GoDecodeError
 from adapter.jobs.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
 from adapter.jobs.rollout import RolloutPolicy, RolloutReason, choose
-from adapter.jobs.signing import ServiceKey, SignedSpec, recognise_signer, sign_v1, verify_b64
+from adapter.jobs.signing import ServiceKey, SignedSpec, recognise_signer, sign_v1
 from adapter.jobs.trust import KeyStatus, TrustedKeys
 
 JSON_MEDIA_TYPE: Final = "application/json"
@@ -285,22 +285,6 @@ def generated_job_id(spec: Mapping[str, Any], now: datetime, suffix: str) -> str
     return f"{base}-{suffix}" if suffix else base
 
 
-def self_check(body: bytes, public_key_b64: str) -> bool:
-    """Verify our own bytes exactly as the runner's cross-region route will (Ed25519 and all).
-
-    The decision itself uses ``self_check_signed``, which reaches the same answer without
-    the verify; this one needs nothing but the bytes and serves as the independent check.
-    """
-    try:
-        request = decode_cross_region_request(body)
-    except GoDecodeError:
-        return False
-    jobspec = request.get("jobspec")
-    if not isinstance(jobspec, Mapping) or jobspec.get("public_key") != public_key_b64:
-        return False
-    return verify_b64(public_key_b64, str(jobspec.get("signature", "")), canonical_v1(jobspec))
-
-
 def self_check_signed(body: bytes, signed: SignedSpec) -> bool:
     """Prove the bytes we send carry exactly what we signed, as the runner will read them.
 
@@ -311,8 +295,8 @@ def self_check_signed(body: bytes, signed: SignedSpec) -> bool:
     the runner's verify of (our key, that signature, canonical) succeeds when canonical
     equals the message; for any other canonical it would succeed only by a forgery, and
     the comparison refuses it anyway. Key and signature are our own padded base64 of 32
-    and 64 bytes, so the runner's decoding checks pass too. ``self_check`` is the same
-    check with the verify, for bytes alone.
+    and 64 bytes, so the runner's decoding checks pass too. The tests check it against
+    the full verify.
     """
     try:
         request = decode_cross_region_request(body)
