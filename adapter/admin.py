@@ -174,7 +174,8 @@ def create_admin_app(
     *,
     extra_routes: Iterable[web.AbstractRouteDef] = (),
 ) -> web.Application:
-    """The admin app for ``proxy_app``: /healthz, /readyz, /metrics, plus ``extra_routes``.
+    """The admin app for ``proxy_app``: /healthz, /readyz, /metrics,
+    /admin/jobs/{job_id}/workflow, plus ``extra_routes``.
 
     Handlers in ``extra_routes`` reach the proxy's state via ``request.app[PROXY_APP]``.
     """

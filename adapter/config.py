@@ -1,8 +1,10 @@
 """The adapter's configuration: read once from the environment, validated, then frozen.
 
-Pure: ``Config.from_env`` takes a plain mapping (``os.environ`` in production, a dict in
-tests). Every bad value raises ``ConfigError`` naming the variable and the value, so the
-process can stop with one readable line. The ``parse_*`` helpers take ``(name, raw)`` and
+``Config.from_env`` takes a plain mapping (``os.environ`` in production, a dict in tests)
+and reads no other global state; its only I/O is reading the files that variables name
+(``ADAPTER_SIGNING_KEY_FILE``, ``ADAPTER_TRUSTED_KEYS_FILE``). Every bad value raises
+``ConfigError`` naming the variable and the value, so the process can stop with one
+readable line. The ``parse_*`` helpers take ``(name, raw)`` and
 are public so later sections (for example the rewrite settings) reuse the same rules.
 An empty or whitespace-only variable counts as unset.
 """

@@ -29,7 +29,7 @@ class Workflow(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class RunnerAnswer:
-    """One answer of the runner: its status and its JSON body (None when not JSON)."""
+    """One answer of the runner: its status and its body, parsed JSON or else the text."""
 
     status: int
     body: object
