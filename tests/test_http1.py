@@ -140,12 +140,14 @@ ACCEPTED_REQUESTS = [
 
 @pytest.mark.parametrize(("head", "expected"), ACCEPTED_REQUESTS)
 def test_parse_request_head_accepts_plain_requests(head: bytes, expected: RequestHead) -> None:
+    """A plain request head parses to its method, target and fields, as aiohttp reads it."""
     assert parse_request_head(head) == expected
     _assert_aiohttp_agrees(head, expected)
 
 
 @pytest.mark.parametrize("method", sorted(LEAN_METHODS))
 def test_every_lean_method_is_accepted(method: str) -> None:
+    """Every method the lean relay handles is accepted on an origin-form request."""
     head = parse_request_head(_head(f"{method} / HTTP/1.1", HOST))
     assert head is not None
     assert head.method == method
@@ -244,6 +246,7 @@ HANDED_OVER_REQUESTS = [
 
 @pytest.mark.parametrize("head", HANDED_OVER_REQUESTS)
 def test_parse_request_head_hands_over(head: bytes) -> None:
+    """Anything not plain (other versions or forms, framing fields, odd bytes) goes to aiohttp."""
     assert parse_request_head(head) is None
 
 
@@ -381,6 +384,7 @@ RESPONSES = [
 
 @pytest.mark.parametrize(("head", "method", "expected"), RESPONSES)
 def test_parse_response_head_framing(head: bytes, method: str, expected: Expected) -> None:
+    """A response's framing, reusability and length follow its status, method and fields."""
     response = parse_response_head(head, method)
     assert (response.framing, response.reusable, response.content_length) == (
         expected.framing,
@@ -403,11 +407,13 @@ def test_parse_response_head_framing(head: bytes, method: str, expected: Expecte
     ],
 )
 def test_parse_response_status_line(status_line: str, status: int, reason: str) -> None:
+    """The status code and reason phrase are read from any HTTP/1.x status line."""
     response = parse_response_head(_head(status_line, "Content-Length: 0"), "GET")
     assert (response.status, response.reason) == (status, reason)
 
 
 def test_parse_response_fields_keep_obs_text_order_case_and_repetition() -> None:
+    """Response fields keep obs-text bytes, order, case and repeats; values lose edge spaces."""
     head = _head(
         "HTTP/1.1 200 OK",
         b"Set-Cookie: a=\x80\xff; Path=/",
@@ -480,6 +486,7 @@ RESPONSE_ERRORS = [
 
 @pytest.mark.parametrize("head", RESPONSE_ERRORS)
 def test_parse_response_head_rejects(head: bytes) -> None:
+    """A response head the relay cannot frame safely raises ResponseHeadError."""
     with pytest.raises(ResponseHeadError):
         parse_response_head(head, "GET")
 
@@ -494,6 +501,7 @@ def test_parse_response_head_rejects(head: bytes) -> None:
     ],
 )
 def test_connection_tokens(values: list[str], tokens: set[str]) -> None:
+    """Connection tokens are collected from every value, lower-cased, empty ones dropped."""
     assert connection_tokens(values) == tokens
 
 
@@ -524,6 +532,7 @@ CHUNKED_ENDS = [
 
 @pytest.mark.parametrize(("body", "extra", "payload"), CHUNKED_ENDS)
 def test_chunked_scanner_finds_end(body: bytes, extra: bytes, payload: bytes) -> None:
+    """The scanner finds the end of a chunked body whole or fed a byte at a time."""
     stream = body + extra
     assert _scan(stream, []) == len(body)
     assert _scan(stream, list(range(1, len(stream)))) == len(body)  # one byte at a time
@@ -552,6 +561,7 @@ CHUNKED_ERRORS = [
 
 @pytest.mark.parametrize("stream", CHUNKED_ERRORS)
 def test_chunked_scanner_rejects(stream: bytes) -> None:
+    """Malformed chunked framing raises ChunkedError however the bytes arrive."""
     with pytest.raises(ChunkedError):
         _scan(stream, [])
     with pytest.raises(ChunkedError):
@@ -559,6 +569,7 @@ def test_chunked_scanner_rejects(stream: bytes) -> None:
 
 
 def test_chunked_scanner_waits_for_the_final_blank_line() -> None:
+    """The body ends only after the blank line that closes the trailers."""
     scanner = ChunkedScanner()
     for piece in (b"", b"3\r\nabc\r", b"\n0\r\n", b"X: y\r\n", b"\r"):
         assert scanner.feed(piece) == -1
@@ -679,6 +690,7 @@ def _cuts(stream: bytes) -> st.SearchStrategy[list[int]]:
 def test_chunked_scanner_end_is_exact_for_any_split(
     data: st.DataObject, body: ChunkedStream
 ) -> None:
+    """Property: the end offset is exact however the stream is split."""
     cuts = data.draw(_cuts(body.stream))
     assert _scan(body.stream, cuts) == body.end
     assert _decode_chunked(body.stream) == (body.payload, body.end)
@@ -687,6 +699,7 @@ def test_chunked_scanner_end_is_exact_for_any_split(
 @PROPERTY
 @given(data=st.data(), body=_chunked_streams(bws=False))
 def test_chunked_scanner_agrees_with_aiohttp(data: st.DataObject, body: ChunkedStream) -> None:
+    """Property: the scanner ends where aiohttp's payload parser ends."""
     # aiohttp's strict parser rejects BWS around chunk extensions, so none here.
     cuts = data.draw(_cuts(body.stream))
     assert _aiohttp_end(body.stream, cuts) == (body.payload, body.end)
@@ -724,6 +737,7 @@ def test_chunked_scanner_on_corrupted_streams_ends_where_a_decoder_does(
 def test_rechunk_then_last_chunk_decodes_to_the_original(
     chunks: list[bytes], extra: bytes, data: st.DataObject
 ) -> None:
+    """Property: rechunked pieces plus the last chunk decode to the original bytes."""
     body = b"".join(rechunk(chunk) for chunk in chunks) + LAST_CHUNK
     stream = body + extra
     cuts = data.draw(_cuts(stream))
@@ -766,6 +780,7 @@ def _request_heads(draw: st.DrawFn) -> RequestHead:
 @PROPERTY
 @given(request=_request_heads())
 def test_request_head_round_trip(request: RequestHead) -> None:
+    """Property: a serialized request head parses back to the same head."""
     raw = serialize_request_head(request.method, request.target, request.fields)
     assert raw.endswith(HEAD_END)
     head = raw[: -len(HEAD_END)]
@@ -785,6 +800,7 @@ def _responses(draw: st.DrawFn) -> tuple[int, str, Fields]:
 @PROPERTY
 @given(response=_responses(), method=st.sampled_from(["GET", "HEAD", "POST"]))
 def test_response_head_round_trip(response: tuple[int, str, Fields], method: str) -> None:
+    """Property: a serialized response head parses back to the same status, reason and fields."""
     status, reason, fields = response
     raw = serialize_response_head(status, reason, fields)
     assert raw.endswith(HEAD_END)
@@ -836,6 +852,7 @@ def _response_like(draw: st.DrawFn) -> bytes:
 @PROPERTY
 @given(head=_request_like())
 def test_parse_request_head_never_raises_and_agrees_with_aiohttp(head: bytes) -> None:
+    """Property: mangled request heads never raise; accepted ones read as aiohttp reads them."""
     parsed = parse_request_head(head)
     assert parsed is None or isinstance(parsed, RequestHead)
     if parsed is not None:
@@ -845,6 +862,7 @@ def test_parse_request_head_never_raises_and_agrees_with_aiohttp(head: bytes) ->
 @PROPERTY
 @given(head=_response_like(), method=st.sampled_from(["GET", "HEAD"]))
 def test_parse_response_head_raises_only_response_head_error(head: bytes, method: str) -> None:
+    """Property: mangled response heads give a head or ResponseHeadError, nothing else."""
     try:
         parsed = parse_response_head(head, method)
     except ResponseHeadError:
