@@ -1,11 +1,12 @@
-# Two commands matter: `make test` (what CI runs) and `make demo` (what a newcomer runs).
+# Two commands matter: `make test` (what CI runs) and `make demo` (what a newcomer runs);
+# `make check` is the quick loop while working (no slow tests).
 # Both create .venv on first use; only Python 3.11+ and make are needed.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test lint typecheck unit fmt demo bench clean
+.PHONY: test check lint typecheck unit quick fmt demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +18,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 test: lint typecheck unit
 
+# The same without the tests marked slow (the 60 s soak, 1,000 connections, 200 MiB streams).
+check: lint typecheck quick
+
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
@@ -26,6 +30,9 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest
+
+quick: $(STAMP)
+	$(BIN)/pytest -q -m "not slow"
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .
