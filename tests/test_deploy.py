@@ -15,6 +15,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
 from functools import cache
@@ -441,6 +442,115 @@ def test_dockerfile_installs_runtime_dependencies_only() -> None:
     runs = " ".join(args for keyword, args in dockerfile_instructions() if keyword == "RUN")
     assert re.search(r"pip install (--[a-z-]+ )*\.(\s|$|&)", runs)
     assert "[dev]" not in runs
+
+
+def test_dockerfile_leaves_the_devkit_out_of_the_image() -> None:
+    """adapter/devkit is removed after the package is copied and before `pip install .`."""
+    instructions = dockerfile_instructions()
+    copied = [
+        index
+        for index, (keyword, args) in enumerate(instructions)
+        if keyword == "COPY" and args.split()[0].rstrip("/") == "adapter"
+    ]
+    installs = [
+        index
+        for index, (keyword, args) in enumerate(instructions)
+        if keyword == "RUN" and re.search(r"pip install (--[a-z-]+ )*\.(\s|$|&)", args)
+    ]
+    assert copied
+    assert installs
+    assert copied[0] < installs[0]
+    runs = [
+        args for keyword, args in instructions[copied[0] + 1 : installs[0] + 1] if keyword == "RUN"
+    ]
+    before_install = " && ".join(runs)[: " && ".join(runs).rindex("pip install")]
+    assert re.search(r"rm -rf (\./)?adapter/devkit(/)?(\s|$)", before_install), before_install
+
+
+# Runs the CLI as in the image: any import of adapter.devkit fails as if the folder were gone.
+_WITHOUT_DEVKIT = """
+import importlib.abc, subprocess, sys
+
+class NoDevkit(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "adapter.devkit" or name.startswith("adapter.devkit."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, NoDevkit())
+try:
+    import adapter.devkit
+except ModuleNotFoundError:
+    pass
+else:
+    sys.exit("the devkit blocker did not block")
+from adapter.cli import main
+try:
+    status = main(sys.argv[1:])
+except SystemExit as exc:
+    status = exc.code
+assert not [name for name in sys.modules if name.startswith("adapter.devkit")]
+sys.exit(status)
+"""
+
+
+def _cli_without_devkit(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - fixed interpreter and code
+        [sys.executable, "-c", _WITHOUT_DEVKIT, *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+def test_cli_without_the_devkit_lists_every_command() -> None:
+    """Without the devkit, --help still lists every command; the devkit's say they are absent."""
+    result = _cli_without_devkit("--help")
+    assert result.returncode == 0, result.stderr
+    for command in ("serve", "canonical", "verify", "keygen", "sign", "bucket"):
+        assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), command
+    assert result.stdout.count("not in this build") == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        pytest.param(("serve", "--help"), "usage: beacon-adapter serve", id="serve-help"),
+        pytest.param(
+            ("canonical", "tests/vectors/portal-crossregion-2025-10-12.json"),
+            '{"benchmark":',
+            id="canonical",
+        ),
+        pytest.param(
+            ("bucket", "0x67f3d16a91991cf169920f1e79f78e66708da328"), "bucket    480", id="bucket"
+        ),
+    ],
+)
+def test_cli_without_the_devkit_runs_production_commands(
+    argv: tuple[str, ...], needle: str
+) -> None:
+    """serve and the operator commands work in a build without the devkit."""
+    result = _cli_without_devkit(*argv)
+    assert result.returncode == 0, result.stderr
+    assert needle in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [("demo",), ("reference-runner", "--port", "1")],
+    ids=["demo", "reference-runner"],
+)
+def test_cli_without_the_devkit_says_the_demo_is_not_in_this_build(argv: tuple[str, ...]) -> None:
+    """The devkit's commands exit 2 with one line, no traceback, whatever their arguments."""
+    result = _cli_without_devkit(*argv)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"beacon-adapter {argv[0]}: not in this build: the devkit is excluded from the "
+        "production image\n"
+    )
 
 
 def test_dockerignore_keeps_local_state_out_and_sources_in() -> None:
