@@ -105,6 +105,8 @@ async def handle_jobs_submit(request: web.Request) -> web.StreamResponse:
     except UpstreamError as exc:
         if verdict.rewrite is not None and not attempt.judged and _is_response_timeout(exc):
             attempt.judge(Failure.TIMEOUT)
+        if exc.kind == "connect":  # nothing reached the runner: a retry is no replay
+            await _release_claim(request, attempt)
         response = _upstream_failure(request, exc, verdict.header)
     finally:
         if verdict.rewrite is not None:
@@ -160,6 +162,14 @@ async def _claim_nonce(request: web.Request, verdict: Verdict, attempt: _Attempt
         attempt.claimed_key = verdict.replay_key
         return verdict
     return _passed_through(verdict, _REPLAY_REASONS[claim])
+
+
+async def _release_claim(request: web.Request, attempt: _Attempt) -> None:
+    """Give back the nonce this attempt claimed: the runner never saw it on any route yet."""
+    store = request.app.get(REPLAY_STORE)
+    if attempt.claimed_key is not None and store is not None:
+        await store.release(attempt.claimed_key)
+        attempt.claimed_key = None
 
 
 def _is_response_timeout(exc: UpstreamError) -> bool:
@@ -291,10 +301,7 @@ async def _fall_back(
     metrics = request.app[METRICS]
     metrics.fallbacks.inc()
     metrics.rewrite_decisions.labels(decision=Decision.FALLBACK, reason=reason).inc()
-    store = request.app.get(REPLAY_STORE)
-    if attempt.claimed_key is not None and store is not None:
-        await store.release(attempt.claimed_key)
-        attempt.claimed_key = None
+    await _release_claim(request, attempt)
     header = f"{Decision.FALLBACK}; reason={reason}"
     try:
         return await _send_original(request, body, True, header)

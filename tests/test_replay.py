@@ -22,6 +22,7 @@ from adapter.config import Config
 from adapter.devkit.reference_runner import RECEIVED, STORE, create_reference_runner
 from adapter.jobs.replay import MetadataProblem, metadata_problem, nonce_key
 from adapter.jobs.trust import TrustedKeys
+from tests.conftest import AdapterFactory, free_port
 from tests.portal import body, portal_spec, sign
 from tests.redis_server import (
     RedisServer,
@@ -289,3 +290,49 @@ def test_redis_password_never_shown(tmp_path: Path) -> None:
     shown = json.dumps(Config.from_env(env).redacted(), default=str)
     assert "hunter2" not in shown
     assert "redis.internal:6379" in shown
+
+
+async def test_runner_unreachable_releases_the_claim(
+    start_adapter: AdapterFactory,
+    http: aiohttp.ClientSession,
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    """A rewrite that never reached the runner (connection refused) gives its nonce back,
+    so the client's retry is not taken for a replay."""
+    env = _adapter_env(tmp_path, redis_server.url)
+    adapter = await start_adapter(f"http://127.0.0.1:{free_port()}", env)
+    status, _, decision = await _post(http, adapter, _job("job-down", "nonce-down"))
+    assert (status, decision.split(";")[0]) == (502, "rewritten")
+    assert _sample(adapter, "adapter_replay_checks_total", result="released") == 1
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        assert await client.exists(f"nonce:{PORTAL_PUBLIC}:nonce-down") == 0
+    finally:
+        await client.aclose()
+
+
+async def test_reference_runner_security_pipeline(
+    aiohttp_server: Any, http: aiohttp.ClientSession
+) -> None:
+    """The reference runner's standard route with TRUST_ENFORCE: an unknown key is a
+    trust violation, and a nonce without a Redis is the runner's 503."""
+    other = TrustedKeys.from_bytes(b"[]")
+    untrusting = await aiohttp_server(
+        create_reference_runner(trust_enforce=True, trusted_keys=other)
+    )
+    async with http.post(
+        untrusting.make_url(STANDARD), data=_job("j-t", "n-t"), headers=JSON_HEADERS
+    ) as answer:
+        assert answer.status == 400
+        assert (await answer.json())["error_code"] == "trust_violation:unknown"
+    no_redis = await aiohttp_server(create_reference_runner(trust_enforce=True))
+    async with http.post(
+        no_redis.make_url(STANDARD), data=_job("j-r", "n-r"), headers=JSON_HEADERS
+    ) as answer:
+        assert answer.status == 503
+        assert (await answer.json())["error_code"] == "protection_unavailable:replay"
+    async with http.post(
+        no_redis.make_url(STANDARD), data=_job("j-n", ""), headers=JSON_HEADERS
+    ) as answer:
+        assert answer.status == 202  # no nonce: no replay check, as on the runner
