@@ -62,7 +62,7 @@ class ReplayStore:
                     key, _CLAIM_VALUE, nx=True, ex=self._settings.ttl_seconds
                 )
         except (RedisError, OSError, TimeoutError) as exc:
-            self._metrics.replay_checks.labels(result=Claim.UNAVAILABLE).inc()
+            self._metrics.replay_checks.labels(result="unavailable").inc()
             _log.warning("replay_check_unavailable", error=type(exc).__name__, detail=str(exc))
             return Claim.UNAVAILABLE
         claim = Claim.CLAIMED if created else Claim.REPLAYED

@@ -224,3 +224,25 @@ async def test_admin_rewrite_shows_settings_guard_and_signer(
         "ttl_seconds": 600,
         "timeout_seconds": 0.5,
     }
+
+
+async def test_self_check_failures_open_the_guard(
+    stack: Stack, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our own signature failing its check counts against the rewrite; once it is fixed
+    the probe after the cool-down closes the guard."""
+    from adapter.jobs.canonical import canonical_v1
+
+    monkeypatch.setattr("adapter.jobs.signing.canonical_v1", lambda spec: canonical_v1(spec) + b" ")
+    _, adapter = await stack({**ON, **QUICK_GUARD})
+    for i in range(2):
+        status, _, decision = await _post(http, adapter, _job(f"s{i}"))
+        assert (status, decision.split(";")[1]) == (202, " reason=self_check_failed")
+    assert _sample(adapter, "adapter_rewrite_guard_trips_total", cause="self_check_failed") == 1
+    monkeypatch.undo()
+    _, _, decision = await _post(http, adapter, _job("s-open"))
+    assert decision.startswith("passthrough; reason=guard_open")
+    await asyncio.sleep(0.35)
+    _, _, decision = await _post(http, adapter, _job("s-probe"))
+    assert decision.startswith("rewritten")
+    assert _sample(adapter, "adapter_rewrite_guard_state", state="closed") == 1

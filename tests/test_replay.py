@@ -9,18 +9,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import given, strategies as st
 from structlog.testing import capture_logs
 
 from adapter.app import create_app
 from adapter.config import Config
 from adapter.devkit.reference_runner import RECEIVED, STORE, create_reference_runner
 from adapter.jobs.replay import MetadataProblem, metadata_problem, nonce_key
+from adapter.jobs.rewrite import Decision, Reason, RewriteSettings, Verdict, decide
+from adapter.jobs.rollout import BUCKETS, RolloutPolicy
+from adapter.jobs.signing import ServiceKey
 from adapter.jobs.trust import TrustedKeys
 from tests.conftest import AdapterFactory, free_port
 from tests.portal import body, portal_spec, sign
@@ -42,6 +47,7 @@ from tests.test_submission import (
 PORTAL_PUBLIC = base64.b64encode(bytes(PORTAL_KEY.verify_key)).decode()
 TRUSTED = json.dumps([{"kid": "portal-1", "public_key": PORTAL_PUBLIC, "status": "active"}])
 CROSS = "/api/v1/jobs/cross-region"
+NOW = datetime(2026, 11, 30, 23, 30, tzinfo=UTC)
 STANDARD = "/api/v1/jobs"
 
 
@@ -96,6 +102,52 @@ def test_standard_route_rules(
     """Timestamp presence and the nonce key, exactly as the standard route applies them."""
     assert metadata_problem(spec) == problem
     assert nonce_key(spec) == key
+
+
+@given(
+    st.text(min_size=1, max_size=60),
+    st.one_of(st.none(), st.integers(), st.text(max_size=40)),
+    st.one_of(st.none(), st.text(max_size=20)),
+)
+def test_nonce_key_is_the_runners(public_key: str, nonce: object, timestamp: str | None) -> None:
+    """For any values: a key exactly when the nonce is a non-empty string, shaped
+    nonce:<public_key>:<nonce>; the timestamp never changes the key."""
+    spec: dict[str, Any] = {"public_key": public_key, "metadata": {"nonce": nonce}}
+    if timestamp is not None:
+        spec["metadata"]["timestamp"] = timestamp
+    key = nonce_key(spec)
+    if isinstance(nonce, str) and nonce:
+        assert key == "nonce:" + public_key + ":" + nonce
+    else:
+        assert key is None
+    assert (metadata_problem(spec) is None) is bool(timestamp)
+
+
+def _decide_enforced(spec: dict[str, Any]) -> Verdict:
+    settings = RewriteSettings(
+        policy=RolloutPolicy(threshold=BUCKETS),
+        service_key=ServiceKey.from_seed(bytes(range(32))),
+        trusted_keys=TrustedKeys.from_bytes(TRUSTED.encode()),
+        trust_enforce=True,
+    )
+    data = body(sign(spec, PORTAL_KEY, "portal_5fa6ece"))
+    return decide(settings, data, content_type="application/json", content_encoding=None, now=NOW)
+
+
+def test_decide_carries_the_replay_key_under_enforcement() -> None:
+    """A rewrite under trust enforcement carries the key the runner would claim; the
+    standard route's metadata rule decides before the rewrite is built."""
+    verdict = _decide_enforced(portal_spec())
+    assert verdict.decision is Decision.REWRITTEN
+    assert verdict.replay_key == f"nonce:{PORTAL_PUBLIC}:uEBHZzH3wxjJTfs9VOyukA"
+    no_timestamp = portal_spec()
+    del no_timestamp["metadata"]["timestamp"]
+    verdict = _decide_enforced(no_timestamp)
+    assert (verdict.decision, verdict.reason) == (Decision.PASSTHROUGH, Reason.MISSING_TIMESTAMP)
+    no_nonce = portal_spec()
+    del no_nonce["metadata"]["nonce"]
+    verdict = _decide_enforced(no_nonce)
+    assert (verdict.decision, verdict.replay_key) == (Decision.REWRITTEN, None)
 
 
 # -- through the adapter ---------------------------------------------------------------
