@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-from adapter.devkit.reference_runner import FAULTS, RECEIVED, STORE
+from adapter.devkit.reference_runner import FAULTS, RECEIVED, STORE, ReceivedRequest
 from adapter.jobs.guard import Failure, GuardState
 from adapter.jobs.rewrite import Reason, rejection_label
 from adapter.metrics import (
@@ -246,3 +246,43 @@ async def test_self_check_failures_open_the_guard(
     _, _, decision = await _post(http, adapter, _job("s-probe"))
     assert decision.startswith("rewritten")
     assert _sample(adapter, "adapter_rewrite_guard_state", state="closed") == 1
+
+
+async def test_guard_under_mixed_faults_never_duplicates(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
+    """30 jobs by 6 retrying clients while 5xx and resets are armed, guard on: it opens
+    and probes as it likes, and still every job is created exactly once."""
+    from adapter.devkit.reference_runner import COUNTERS
+    from tests.test_reliability_jobs import _new_submission, _submit_with_retries
+
+    runner, adapter = await stack({**ON, **QUICK_GUARD, "ADAPTER_UPSTREAM_TIMEOUT": "0.5"})
+    faults = runner.app[FAULTS]
+    faults.fail_next(6, 503)
+    faults.fail_next(3, 500, {"error": "database is locked"})
+    faults.reset_next(3)
+    submissions = [_new_submission() for _ in range(30)]
+    gate = asyncio.Semaphore(6)
+
+    async def client(submission: Any) -> Any:
+        async with gate:
+            return await _submit_with_retries(http, adapter, submission)
+
+    async with asyncio.timeout(60):
+        finals = await asyncio.gather(*(client(s) for s in submissions))
+    assert all(f.status in (200, 202) for f in finals)
+    log = runner.app[RECEIVED]
+    received: list[ReceivedRequest] = list(log)
+    routes_per_attempt = {
+        tuple(r.path for r in received if r.request_id == attempt.request_id)
+        for submission in submissions
+        for attempt in submission.attempts
+    }
+    # Each attempt reached the runner once: rewritten, or passed through while open.
+    assert routes_per_attempt <= {(CROSS,), (STANDARD,)}, routes_per_attempt
+    assert routes_per_attempt == {(CROSS,), (STANDARD,)}
+    counters = runner.app[COUNTERS]
+    accepted = counters.jobs_enqueued + counters.cross_region_submitted
+    assert accepted == runner.app[STORE].count_jobs() == 30
+    assert all(runner.app[STORE].count_jobs(s.job_id) == 1 for s in submissions)
+    assert _sample(adapter, "adapter_rewrite_guard_trips_total", cause="upstream_5xx") >= 1
