@@ -31,6 +31,7 @@ from adapter.http.proxy import (
 )
 from adapter.jobs.workflow import RunnerAnswer, Workflow, classify, needs_job_lookup
 from adapter.log import get_logger
+from adapter.submission import rewrite_status
 
 DEFAULT_PROBE_INTERVAL: Final = 5.0
 # Readiness survives this many missed probes before turning 503.
@@ -154,6 +155,15 @@ async def _ask_runner(upstream: UpstreamClient, path: str) -> RunnerAnswer:
     return RunnerAnswer(response.status, body)
 
 
+async def rewrite_status_view(request: web.Request) -> web.Response:
+    """``GET /admin/rewrite``: rollout settings, guard state, replay check, signer key id.
+
+    No token: it shows no secret (like /metrics beside it, which carries the same guard
+    state), and the admin port is private (Fly exposes only the proxy port).
+    """
+    return web.json_response(rewrite_status(request.app[PROXY_APP]))
+
+
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: the event loop answers."""
     return web.json_response({"status": "ok"})
@@ -186,6 +196,7 @@ def create_admin_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/admin/jobs/{job_id}/workflow", job_workflow)
+    app.router.add_get("/admin/rewrite", rewrite_status_view)
     app.router.add_routes(list(extra_routes))
     app.cleanup_ctx.append(_probe_ctx)
     return app

@@ -51,6 +51,8 @@ from adapter.http.websocket import (
 )
 from adapter.log import get_logger
 from adapter.metrics import Metrics, route_label
+from adapter.replay_store import replay_store_ctx
+from adapter.rewrite_guard import REWRITE_GUARD, RewriteGuard
 from adapter.submission import handle_jobs_submit
 
 # Status recorded for requests whose client went away before an answer (nginx's 499).
@@ -179,12 +181,31 @@ def create_app(
     app[READINESS] = readiness or Readiness()
     app[OPEN_WEBSOCKETS] = set()
     app.cleanup_ctx.append(_upstream_ctx)
+    app.cleanup_ctx.append(replay_store_ctx)
+    app[REWRITE_GUARD] = RewriteGuard(config.guard, app[METRICS])
+    _warn_about_replay_protection(config)
     app.on_response_prepare.append(_stamp_request_id)
     app.on_shutdown.append(close_open_websockets)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     app[JOBS_SUBMIT_HANDLER] = handle_jobs_submit
     app[METRICS].rollout_percent.set(config.rewrite.policy.percent)
     return app
+
+
+def _warn_about_replay_protection(config: Config) -> None:
+    """Say at start-up who guards against replays of rewritten jobs."""
+    if config.rewrite.trust_enforce and config.replay.redis_url is None:
+        _log.warning(
+            "replay_protection_runner_only",
+            detail="ADAPTER_TRUST_ENFORCE=true without ADAPTER_REPLAY_REDIS_URL: rewritten "
+            "jobs skip the runner's nonce check; replay protection is the standard route's alone",
+        )
+    elif not config.rewrite.trust_enforce and config.replay.redis_url is not None:
+        _log.info(
+            "replay_check_off",
+            detail="ADAPTER_REPLAY_REDIS_URL is set but ADAPTER_TRUST_ENFORCE is false: "
+            "the runner checks nonces only with enforcement on, so the adapter does not either",
+        )
 
 
 class ProxyRunner(web.AppRunner):

@@ -22,6 +22,8 @@ from typing import Final, TypeVar
 
 from yarl import URL
 
+from adapter.jobs.guard import GuardSettings
+from adapter.jobs.replay import ReplaySettings
 from adapter.jobs.rewrite import DEFAULT_MAX_BODY_BYTES, DEFAULT_MIN_SUCCESS_RATE, RewriteSettings
 from adapter.jobs.rollout import DEFAULT_SALT, RolloutPolicy, parse_identity_list, parse_percent
 from adapter.jobs.signing import ENV_KEY, ENV_KEY_FILE, ServiceKey, SigningKeyError
@@ -203,6 +205,8 @@ class Config:
     log_level: str = DEFAULT_LOG_LEVEL
     log_format: str = DEFAULT_LOG_FORMAT
     rewrite: RewriteSettings = field(default_factory=RewriteSettings)
+    guard: GuardSettings = field(default_factory=GuardSettings)
+    replay: ReplaySettings = field(default_factory=ReplaySettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -249,6 +253,8 @@ class Config:
                 DEFAULT_LOG_FORMAT,
             ),
             rewrite=rewrite_settings_from_env(env),
+            guard=guard_settings_from_env(env),
+            replay=replay_settings_from_env(env),
         )
         if config.port == config.admin_port:
             raise ConfigError(
@@ -302,6 +308,69 @@ def rewrite_settings_from_env(env: Mapping[str, str]) -> RewriteSettings:
             DEFAULT_MAX_BODY_BYTES,
         ),
     )
+
+
+# -- the guarded rewrite: ADAPTER_GUARD_* and ADAPTER_REPLAY_* (README, "Guarded rewrite") --
+
+
+def guard_settings_from_env(env: Mapping[str, str]) -> GuardSettings:
+    """The rewrite guard (circuit breaker); ADAPTER_GUARD_ENABLED=false turns it off."""
+    read = partial(read_env, env)
+    defaults = GuardSettings()
+    window_size = read("ADAPTER_GUARD_WINDOW_SIZE", lambda n, r: parse_int_range(n, r, 1, 1000), 20)
+    min_samples = read(
+        "ADAPTER_GUARD_MIN_SAMPLES",
+        lambda n, r: parse_int_range(n, r, 1, window_size),
+        min(defaults.min_samples, window_size),
+    )
+    return GuardSettings(
+        enabled=read("ADAPTER_GUARD_ENABLED", parse_bool, True),
+        window_size=window_size,
+        window_seconds=read(
+            "ADAPTER_GUARD_WINDOW_SECONDS",
+            lambda n, r: parse_seconds(n, r, maximum=86400),
+            defaults.window_seconds,
+        ),
+        min_samples=min_samples,
+        failure_ratio=read("ADAPTER_GUARD_FAILURE_RATIO", _parse_rate, defaults.failure_ratio),
+        cooldown_seconds=read(
+            "ADAPTER_GUARD_COOLDOWN_SECONDS",
+            lambda n, r: parse_seconds(n, r, maximum=86400),
+            defaults.cooldown_seconds,
+        ),
+    )
+
+
+def replay_settings_from_env(env: Mapping[str, str]) -> ReplaySettings:
+    """The runner's Redis for the replay check (used only with ADAPTER_TRUST_ENFORCE=true)."""
+    read = partial(read_env, env)
+    defaults = ReplaySettings()
+    return ReplaySettings(
+        redis_url=read("ADAPTER_REPLAY_REDIS_URL", _parse_redis_url, None),
+        ttl_seconds=read(
+            "ADAPTER_REPLAY_TTL_SECONDS",
+            lambda n, r: parse_int_range(n, r, 1, 86400),
+            defaults.ttl_seconds,
+        ),
+        timeout_seconds=read(
+            "ADAPTER_REPLAY_TIMEOUT",
+            lambda n, r: parse_seconds(n, r, maximum=10),
+            defaults.timeout_seconds,
+        ),
+    )
+
+
+def _parse_redis_url(name: str, raw: str) -> URL:
+    try:
+        url = URL(raw)
+        url.port  # noqa: B018 - yarl validates the port lazily
+    except ValueError:
+        # The text may hold a password: never echo it.
+        raise ConfigError(name, raw, "expected a redis:// URL", secret=True) from None
+    shown = str(url.with_password(None)) if url.raw_password else raw
+    if url.scheme not in ("redis", "rediss", "unix") or not (url.raw_host or url.path):
+        raise ConfigError(name, shown, "expected a redis://, rediss:// or unix:// URL")
+    return url
 
 
 def rollout_policy_from_env(env: Mapping[str, str]) -> RolloutPolicy:
@@ -374,6 +443,7 @@ __all__ = (
     "Config",
     "ConfigError",
     "env_value",
+    "guard_settings_from_env",
     "parse_bool",
     "parse_choice",
     "parse_header_name",
@@ -383,6 +453,7 @@ __all__ = (
     "parse_seconds",
     "parse_upstream_url",
     "read_env",
+    "replay_settings_from_env",
     "rewrite_settings_from_env",
     "rollout_policy_from_env",
 )

@@ -88,6 +88,12 @@ class Metrics:
     fallbacks: Counter
     shadow: Counter
     rollout_percent: Gauge
+    # The guarded rewrite: breaker, cross-region 400s, replay checks (see create()).
+    rewrite_guard_state: Gauge
+    rewrite_guard_trips: Counter
+    rewrite_guard_failures: Counter
+    cross_region_rejections: Counter
+    replay_checks: Counter
     # Labelled children per (method, route, code): ``labels()`` validates and locks on
     # every call, a dict hit does not. Bounded by the closed label sets.
     _request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = field(
@@ -150,7 +156,8 @@ class Metrics:
             ),
             fallbacks=Counter(
                 "adapter_fallbacks",
-                "Rewrites resent to /api/v1/jobs because the cross-region route was missing.",
+                "Rewrites resent to /api/v1/jobs: the cross-region route was missing (404/405) "
+                "or refused the job before recording it (400).",
                 registry=registry,
             ),
             shadow=Counter(
@@ -164,11 +171,56 @@ class Metrics:
                 "The configured ADAPTER_ROLLOUT_PERCENT (0-100).",
                 registry=registry,
             ),
+            rewrite_guard_state=Gauge(
+                "adapter_rewrite_guard_state",
+                "The rewrite guard of this instance: 1 for its current state (closed, open, "
+                "half_open), 0 for the others.",
+                ("state",),
+                registry=registry,
+            ),
+            rewrite_guard_trips=Counter(
+                "adapter_rewrite_guard_trips",
+                "Times the rewrite guard opened, by the failure that dominated its window.",
+                ("cause",),
+                registry=registry,
+            ),
+            rewrite_guard_failures=Counter(
+                "adapter_rewrite_guard_failures",
+                "Rewritten submissions that counted as failures for the guard, by reason.",
+                ("reason",),
+                registry=registry,
+            ),
+            cross_region_rejections=Counter(
+                "adapter_cross_region_rejections",
+                "400 answers of the cross-region route (each resent to /api/v1/jobs), by the "
+                "runner's error value (unknown values: other).",
+                ("error",),
+                registry=registry,
+            ),
+            replay_checks=Counter(
+                "adapter_replay_checks",
+                "Nonce claims and releases in the runner's Redis, by result.",
+                ("result",),
+                registry=registry,
+            ),
         )
         for kind in UPSTREAM_ERROR_KINDS:
             metrics.upstream_errors.labels(kind=kind)
         metrics.build_info.labels(version=version).set(1)
+        metrics._touch_guarded_rewrite_series()
         return metrics
+
+    def _touch_guarded_rewrite_series(self) -> None:
+        # Series exist from the start, so alerts and panels see zeros instead of nothing.
+        for state in GUARD_STATES:
+            self.rewrite_guard_state.labels(state=state)
+        for cause in GUARD_FAILURES:
+            self.rewrite_guard_trips.labels(cause=cause)
+            self.rewrite_guard_failures.labels(reason=cause)
+        for error in CROSS_REGION_REJECTIONS:
+            self.cross_region_rejections.labels(error=error)
+        for result in REPLAY_CHECK_RESULTS:
+            self.replay_checks.labels(result=result)
 
     def observe_request(self, method: str, route: str, code: int, seconds: float) -> None:
         """Count one finished request and record its duration."""
@@ -183,6 +235,20 @@ class Metrics:
                 self._request_series[(method, route, code)] = series
         series[0].inc()
         series[1].observe(seconds)
+
+
+# Closed label sets of the guarded-rewrite metrics (mirrors of the enums in adapter.jobs.guard,
+# adapter.jobs.rewrite and adapter.replay_store; tests check they stay equal).
+GUARD_STATES: Final = ("closed", "open", "half_open")
+GUARD_FAILURES: Final = ("cross_region_rejected", "self_check_failed", "upstream_5xx", "timeout")
+CROSS_REGION_REJECTIONS: Final = (
+    "invalid_request_format",
+    "invalid_signature",
+    "invalid_jobspec",
+    "invalid_content_type",
+    "other",
+)
+REPLAY_CHECK_RESULTS: Final = ("claimed", "replayed", "unavailable", "released", "release_failed")
 
 
 __all__ = (

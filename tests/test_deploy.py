@@ -686,6 +686,8 @@ def test_alerts_have_severity_for_annotations_and_runbook_anchor() -> None:
         pytest.param("AdapterBadSignatureSpike", id="bad-signature"),
         pytest.param("AdapterUpstream5xxRatioHigh", id="upstream-5xx"),
         pytest.param("AdapterP99LatencyHigh", id="p99"),
+        pytest.param("AdapterRewriteGuardOpen", id="rewrite-guard"),
+        pytest.param("AdapterReplayCheckFailing", id="replay-check"),
     ],
 )
 def test_required_alert_exists_and_is_unit_tested(alert: str) -> None:

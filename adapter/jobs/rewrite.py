@@ -22,6 +22,7 @@ from adapter import __version__
 from adapter.jobs.canonical import canonical_v1
 from adapter.jobs.gojson import GoDecodeError
 from adapter.jobs.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
+from adapter.jobs.replay import metadata_problem, nonce_key
 from adapter.jobs.rollout import RolloutPolicy, RolloutReason, choose
 from adapter.jobs.signing import ServiceKey, SignedSpec, recognise_signer, sign_v1
 from adapter.jobs.trust import KeyStatus, TrustedKeys
@@ -57,6 +58,14 @@ class Reason(StrEnum):
     REWRITTEN = "rewritten"
     CROSS_REGION_MISSING = "cross_region_missing"
     IDEMPOTENT_REPEAT = "idempotent_repeat"
+    # The standard route's checks with trust enforcement (adapter.jobs.replay).
+    MISSING_METADATA = "missing_metadata"
+    MISSING_TIMESTAMP = "missing_timestamp"
+    # Decided by the I/O shell after ``decide``: the guard, the replay check, the 400 fallback.
+    GUARD_OPEN = "guard_open"
+    REPLAYED_NONCE = "replayed_nonce"
+    REPLAY_CHECK_UNAVAILABLE = "replay_check_unavailable"
+    CROSS_REGION_REJECTED = "cross_region_rejected"
 
 
 _ROLLOUT_REASONS: Final = {
@@ -66,6 +75,22 @@ _ROLLOUT_REASONS: Final = {
     RolloutReason.DENYLISTED: Reason.DENYLISTED,
     RolloutReason.NO_STICKY_KEY: Reason.NO_STICKY_KEY,
 }
+
+
+# The cross-region route's 400s all come before its first INSERT (bind, verify, Validate;
+# docs/runner-contract.md §6) or from the global JSON check (§3): their ``error`` values,
+# as a closed set of metric labels.
+_REJECTION_LABELS: Final = {
+    "Invalid request format": "invalid_request_format",
+    "Invalid JobSpec signature": "invalid_signature",
+    "Invalid JobSpec": "invalid_jobspec",
+    "invalid_content_type": "invalid_content_type",
+}
+
+
+def rejection_label(error: object) -> str:
+    """The metric label for a cross-region 400's ``error`` value; anything else is other."""
+    return _REJECTION_LABELS.get(error, "other") if isinstance(error, str) else "other"
 
 
 DEFAULT_MAX_BODY_BYTES: Final = 1_048_576  # the runner's own cap on POST /api/v1/jobs
@@ -114,6 +139,8 @@ class Verdict:
     signer: str | None = None
     scheme: str | None = None
     rewrite: CrossRegionRequest | None = None
+    # With trust enforcement: the runner's replay key to claim before sending the rewrite.
+    replay_key: str | None = None
     # Shadow mode, submitter outside the rollout: what the rewrite would have done.
     shadow: Reason | None = None
 
@@ -170,7 +197,14 @@ def decide(
     if outcome.rewrite is None:
         return replace(verdict, reason=outcome.reason)
     rewrite = outcome.rewrite
-    return replace(verdict, decision=Decision.REWRITTEN, rewrite=rewrite, job_id=rewrite.job_id)
+    replay_key = nonce_key(spec) if settings.trust_enforce else None
+    return replace(
+        verdict,
+        decision=Decision.REWRITTEN,
+        rewrite=rewrite,
+        job_id=rewrite.job_id,
+        replay_key=replay_key,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +231,9 @@ def _rewrite_outcome(
         return _Outcome(Reason.BAD_SIGNATURE, signer, None, None)
     if settings.trust_enforce and not _is_trusted(settings.trusted_keys, signer, now):
         return _Outcome(Reason.UNTRUSTED_KEY, signer, check.scheme, None)
+    problem = metadata_problem(spec) if settings.trust_enforce else None
+    if problem is not None:  # the standard route would refuse it: let it answer for itself
+        return _Outcome(Reason(problem.value), signer, check.scheme, None)
     if settings.service_key is None:  # config validation prevents this; stay safe anyway
         return _Outcome(Reason.SELF_CHECK_FAILED, signer, check.scheme, None)
     try:

@@ -42,7 +42,14 @@ Options of ``create_reference_runner``:
 - ``clock_ns``: the clock, for timestamps, generated ids and the rate limit;
 - ``rate_limit_per_minute`` (default None = off; the runner uses 60): the runner's token
   bucket per client IP, keyed like gin's ``ClientIP()`` on the leftmost
-  X-Forwarded-For, answering 429 ``RATE_LIMIT_EXCEEDED`` when empty.
+  X-Forwarded-For, answering 429 ``RATE_LIMIT_EXCEEDED`` when empty;
+- ``trust_enforce`` (default False, like ``TRUST_ENFORCE``), ``trusted_keys``,
+  ``replay_redis_url``, ``nonce_ttl_seconds``: the standard route's security pipeline
+  before its signature step (``security``): a key not trusted in ``trusted_keys`` (when
+  given) gets 400 ``trust_violation:<status>``, a missing ``metadata``/``timestamp`` 400
+  ``missing_field:*``, and a non-empty ``metadata.nonce`` is claimed in Redis as
+  ``nonce:<public_key>:<nonce>`` (SETNX with the TTL): a repeat gets 400
+  ``replay_detected``, no Redis or a failing one 503 ``protection_unavailable:replay``.
 
 ``app[STORE]`` is the ``ReferenceStore``: ``count_jobs``, ``get_job``,
 ``cross_region_execution_for``, ``analysis_for``, ``region_results_for`` and ``query`` (raw

@@ -32,6 +32,11 @@ from adapter.devkit.reference_runner.faults import (
 )
 from adapter.devkit.reference_runner.gotime import ZERO_TIME, rfc3339_nano
 from adapter.devkit.reference_runner.ratelimit import TokenBuckets, client_ip
+from adapter.devkit.reference_runner.security import (
+    DEFAULT_NONCE_TTL_SECONDS,
+    ReplayGuard,
+    trust_and_timestamp_refusal,
+)
 from adapter.devkit.reference_runner.store import DuplicateJobError, ReferenceStore
 from adapter.devkit.reference_runner.validation import (
     DEFAULT_MIN_SUCCESS_RATE,
@@ -44,6 +49,7 @@ from adapter.jobs.canonical import canonical_v1
 from adapter.jobs.gojson import GoDecodeError
 from adapter.jobs.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
 from adapter.jobs.signing import verify_b64
+from adapter.jobs.trust import TrustedKeys
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -158,6 +164,9 @@ class RunnerSettings:
     standard_signature_bypass: bool
     clock_ns: Callable[[], int]
     rate_limit: TokenBuckets | None
+    # TRUST_ENFORCE=true on the standard route: trust, timestamp and replay (``security``).
+    trust_enforce: bool = False
+    trusted_keys: TrustedKeys | None = None
 
 
 @dataclass(slots=True)
@@ -174,6 +183,7 @@ RECEIVED: Final = web.AppKey("reference_runner_received", ReceivedLog)
 FAULTS: Final = web.AppKey("reference_runner_faults", ReferenceRunnerFaults)
 SETTINGS: Final = web.AppKey("reference_runner_settings", RunnerSettings)
 COUNTERS: Final = web.AppKey("reference_runner_counters", RunnerCounters)
+REPLAY: Final = web.AppKey("reference_runner_replay", ReplayGuard)
 WEBSOCKETS: Final = web.AppKey("reference_runner_websockets", set[web.WebSocketResponse])
 REQUEST_ID: Final = web.RequestKey("reference_runner_request_id", str)
 
@@ -339,6 +349,12 @@ async def create_job(request: web.Request) -> web.StreamResponse:
     except JobSpecInvalid as exc:
         return gin_json(400, {"error": "validation_error", "message": str(exc)})
     spec = project(normalize_models_from_metadata(spec))
+    if settings.trust_enforce:
+        refusal_status = trust_and_timestamp_refusal(
+            spec, settings.trusted_keys, settings.clock_ns()
+        ) or await request.app[REPLAY].refusal(spec)
+        if refusal_status is not None:
+            return gin_json(*refusal_status)
     if not settings.standard_signature_bypass:
         refusal = _standard_signature_refusal(spec, body)
         if refusal is not None:
@@ -693,6 +709,7 @@ async def _close_websockets(app: web.Application) -> None:
 
 async def _close_store(app: web.Application) -> None:
     app[STORE].close()
+    await app[REPLAY].close()
 
 
 # -- factory ---------------------------------------------------------------------------------
@@ -708,6 +725,10 @@ def create_reference_runner(
     received_limit: int = 1000,
     clock_ns: Callable[[], int] = time.time_ns,
     rate_limit_per_minute: int | None = None,
+    trust_enforce: bool = False,
+    trusted_keys: TrustedKeys | None = None,
+    replay_redis_url: str | None = None,
+    nonce_ttl_seconds: int = DEFAULT_NONCE_TTL_SECONDS,
 ) -> web.Application:
     """Build the reference runner app (see the package docstring for every option)."""
     app = web.Application(
@@ -731,7 +752,10 @@ def create_reference_runner(
         standard_signature_bypass=standard_signature_bypass,
         clock_ns=clock_ns,
         rate_limit=None if rate_limit_per_minute is None else TokenBuckets(rate_limit_per_minute),
+        trust_enforce=trust_enforce,
+        trusted_keys=trusted_keys,
     )
+    app[REPLAY] = ReplayGuard(replay_redis_url, nonce_ttl_seconds)
     app[COUNTERS] = RunnerCounters()
     open_sockets: set[web.WebSocketResponse] = set()
     app[WEBSOCKETS] = open_sockets
