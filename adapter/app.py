@@ -21,10 +21,9 @@ from prometheus_client import CollectorRegistry
 from adapter import __version__
 from adapter.admin import PROXY_APP, READINESS, Readiness, create_admin_app
 from adapter.config import DEFAULT_CLIENT_IDLE_TIMEOUT, Config
+from adapter.http.errors import ADAPTER_ERROR_ANSWER, CLIENT_TIMEOUT_ANSWER, UpstreamError
 from adapter.http.forwarding import X_REQUEST_ID, ClientIpPolicy, accept_request_id
 from adapter.http.proxy import (
-    ADAPTER_ERROR_ANSWER,
-    CLIENT_TIMEOUT_ANSWER,
     CONFIG,
     JOBS_SUBMIT_HANDLER,
     JOBS_SUBMIT_PATH,
@@ -36,7 +35,6 @@ from adapter.http.proxy import (
     ClientBodyTimeout,
     RequestStats,
     UpstreamClient,
-    UpstreamError,
     adapter_response,
     new_request_id,
     pass_through,

@@ -15,12 +15,12 @@ import pytest
 import structlog
 from aiohttp import web
 
+from adapter.http.errors import ProxyStatus, UpstreamError
 from adapter.http.proxy import (
     CONFIG,
     JOBS_SUBMIT_HANDLER,
     REQUEST_ID,
     UPSTREAM,
-    UpstreamError,
     relay_response,
     request_body,
     upstream_headers,
@@ -578,7 +578,7 @@ async def _broken(request: web.Request) -> web.StreamResponse:
 
 
 async def _timing_out(request: web.Request) -> web.StreamResponse:
-    raise UpstreamError("timeout", "http_response_timeout", "test")
+    raise UpstreamError(ProxyStatus.HTTP_RESPONSE_TIMEOUT, "test")
 
 
 @pytest.mark.parametrize(

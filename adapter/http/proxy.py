@@ -19,15 +19,20 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import aiohttp
-import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
 from adapter.config import Config
+from adapter.http.errors import (
+    AdapterAnswer,
+    UpstreamError,
+    classify_upstream_failure,
+    upstream_error_answer,
+)
 from adapter.http.forwarding import (
     X_REQUEST_ID,
     ClientIpPolicy,
@@ -38,10 +43,7 @@ from adapter.http.forwarding import (
 from adapter.log import get_logger
 from adapter.metrics import Metrics
 
-UpstreamErrorKind = Literal["connect", "timeout", "reset", "protocol"]
-
 JOBS_SUBMIT_PATH: Final = "/api/v1/jobs"
-PROXY_NAME: Final = "beacon-adapter"
 # Options for the proxy port's AppRunner: raw request bodies, and a client that goes
 # away cancels its handler (and with it the upstream request).
 PROXY_SERVER_OPTIONS: Final[Mapping[str, Any]] = {
@@ -70,41 +72,6 @@ class RequestStats:
     upstream_status: int | None = None
     upstream_error: str | None = None
     aborted: str | None = None
-
-
-class UpstreamError(Exception):
-    """Talking to the runner failed; ``kind`` is the metric label, ``proxy_status`` the
-    RFC 9209 error type."""
-
-    def __init__(self, kind: UpstreamErrorKind, proxy_status: str, detail: str) -> None:
-        super().__init__(f"{kind}: {detail}")
-        self.kind: UpstreamErrorKind = kind
-        self.proxy_status = proxy_status
-        self.detail = detail
-
-    @property
-    def status(self) -> int:
-        """504 for timeouts, 502 for everything else."""
-        return 504 if self.kind == "timeout" else 502
-
-
-def classify_upstream_failure(exc: BaseException) -> UpstreamError:
-    """Map an aiohttp/OS exception to an UpstreamError; most specific first, timeouts
-    before connection errors because ServerTimeoutError is both."""
-    detail = type(exc).__name__
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return UpstreamError("timeout", "connection_timeout", detail)
-    if isinstance(exc, TimeoutError):
-        return UpstreamError("timeout", "http_response_timeout", detail)
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return UpstreamError("connect", "dns_error", detail)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return UpstreamError("connect", "connection_refused", detail)
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError | OSError):
-        return UpstreamError("reset", "connection_terminated", detail)
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return UpstreamError("protocol", "http_response_incomplete", detail)
-    return UpstreamError("protocol", "http_protocol_error", detail)
 
 
 class ClientBodyTimeout(Exception):
@@ -407,60 +374,6 @@ def _abort_mid_body(
     return response
 
 
-@dataclass(frozen=True, slots=True)
-class AdapterAnswer:
-    """An answer the adapter gives itself instead of the runner's: one JSON shape, the
-    same on the aiohttp path and the lean relay."""
-
-    status: int
-    reason: str
-    code: str
-    message: str
-    proxy_status: str | None = None
-
-    def render(self, request_id: str) -> tuple[dict[str, str], bytes]:
-        """Headers and JSON body for this request."""
-        body = orjson.dumps(
-            {"error": self.message, "error_code": self.code, "request_id": request_id}
-        )
-        headers = {"Content-Type": "application/json; charset=utf-8"}
-        if self.proxy_status is not None:
-            headers["Proxy-Status"] = f"{PROXY_NAME}; error={self.proxy_status}"
-        headers["X-Request-ID"] = request_id
-        return headers, body
-
-
-CLIENT_TIMEOUT_ANSWER: Final = AdapterAnswer(
-    408, "Request Timeout", "client_timeout", "The request body stopped arriving."
-)
-ADAPTER_ERROR_ANSWER: Final = AdapterAnswer(
-    502,
-    "Bad Gateway",
-    "adapter_error",
-    "The adapter failed while handling the request.",
-    "proxy_internal_error",
-)
-
-
-def upstream_error_answer(exc: UpstreamError) -> AdapterAnswer:
-    """The 502/504 answer when the runner could not be reached or did not answer in time."""
-    if exc.kind == "timeout":
-        return AdapterAnswer(
-            504,
-            "Gateway Timeout",
-            "upstream_timeout",
-            "The runner did not answer in time.",
-            exc.proxy_status,
-        )
-    return AdapterAnswer(
-        502,
-        "Bad Gateway",
-        "upstream_unavailable",
-        "The runner could not be reached.",
-        exc.proxy_status,
-    )
-
-
 def adapter_response(answer: AdapterAnswer, request_id: str) -> web.Response:
     """``answer`` as an aiohttp response."""
     headers, body = answer.render(request_id)
@@ -485,8 +398,6 @@ async def pass_through(request: web.Request) -> web.StreamResponse:
 
 
 __all__ = (
-    "ADAPTER_ERROR_ANSWER",
-    "CLIENT_TIMEOUT_ANSWER",
     "CONFIG",
     "JOBS_SUBMIT_HANDLER",
     "JOBS_SUBMIT_PATH",
@@ -496,13 +407,10 @@ __all__ = (
     "REQUEST_STATS",
     "SAFE_METHODS",
     "UPSTREAM",
-    "AdapterAnswer",
     "ClientBodyTimeout",
     "RequestStats",
     "UpstreamClient",
-    "UpstreamError",
     "adapter_response",
-    "classify_upstream_failure",
     "is_stale_connection_failure",
     "new_request_id",
     "pass_through",
@@ -511,7 +419,6 @@ __all__ = (
     "relay_response",
     "request_body",
     "request_stats",
-    "upstream_error_answer",
     "upstream_error_response",
     "upstream_headers",
 )

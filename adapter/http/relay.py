@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import ssl
 from dataclasses import dataclass
 from typing import Final, cast
@@ -34,6 +33,15 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from adapter.config import Config
+from adapter.http.errors import (
+    ADAPTER_ERROR_ANSWER,
+    CLIENT_TIMEOUT_ANSWER,
+    AdapterAnswer,
+    ProxyStatus,
+    UpstreamError,
+    classify_upstream_failure,
+    upstream_error_answer,
+)
 from adapter.http.forwarding import (
     HOP_BY_HOP,
     PROTECTED,
@@ -60,16 +68,7 @@ from adapter.http.http1 import (
     serialize_request_head,
     serialize_response_head,
 )
-from adapter.http.proxy import (
-    ADAPTER_ERROR_ANSWER,
-    CLIENT_TIMEOUT_ANSWER,
-    JOBS_SUBMIT_PATH,
-    SAFE_METHODS,
-    AdapterAnswer,
-    UpstreamError,
-    new_request_id,
-    upstream_error_answer,
-)
+from adapter.http.proxy import JOBS_SUBMIT_PATH, SAFE_METHODS, new_request_id
 from adapter.log import get_logger
 from adapter.metrics import Metrics, route_label
 
@@ -121,16 +120,6 @@ def sweep_interval(*timeouts: float) -> float:
 def hands_over(head: RequestHead) -> bool:
     """Plain requests the relay still leaves to aiohttp: the jobs-submit route."""
     return head.method == "POST" and head.target.split("?", 1)[0] == JOBS_SUBMIT_PATH
-
-
-def connect_failure(exc: BaseException) -> UpstreamError:
-    """Map a failure to open a runner connection to an UpstreamError."""
-    detail = type(exc).__name__
-    if isinstance(exc, TimeoutError):
-        return UpstreamError("timeout", "connection_timeout", detail)
-    if isinstance(exc, socket.gaierror):
-        return UpstreamError("connect", "dns_error", detail)
-    return UpstreamError("connect", "connection_refused", detail)
 
 
 @dataclass(slots=True)
@@ -247,7 +236,7 @@ class UpstreamPool:
                     server_hostname=self._host if self._ssl else None,
                 )
         except (TimeoutError, OSError) as exc:
-            raise connect_failure(exc) from exc
+            raise classify_upstream_failure(exc, connecting=True) from exc
         self._all.add(conn)
         return conn
 
@@ -683,17 +672,17 @@ class Exchange:
         end = buffer.find(HEAD_END)
         if end < 0:
             if len(buffer) > MAX_RESPONSE_HEAD:
-                self.fail(UpstreamError("protocol", "http_response_incomplete", "HeadTooLarge"))
+                self.fail(UpstreamError(ProxyStatus.HTTP_RESPONSE_INCOMPLETE, "HeadTooLarge"))
             return
         try:
             response = parse_response_head(bytes(buffer[:end]), self.head.method)
         except ResponseHeadError as exc:
-            self.fail(UpstreamError("protocol", "http_protocol_error", str(exc)))
+            self.fail(UpstreamError(ProxyStatus.HTTP_PROTOCOL_ERROR, str(exc)))
             return
         rest = bytes(buffer[end + len(HEAD_END) :])
         if response.status < 200:  # interim answers (100, 103) are not relayed
             if response.status == 101:
-                self.fail(UpstreamError("protocol", "http_protocol_error", "unasked 101"))
+                self.fail(UpstreamError(ProxyStatus.HTTP_PROTOCOL_ERROR, "unasked 101"))
                 return
             buffer.clear()
             if rest:
@@ -766,7 +755,7 @@ class Exchange:
         except ChunkedError as exc:
             if head:
                 self.client.write(head)
-            self.abort_mid_body(UpstreamError("protocol", "http_response_incomplete", str(exc)))
+            self.abort_mid_body(UpstreamError(ProxyStatus.HTTP_RESPONSE_INCOMPLETE, str(exc)))
             return
         if end < 0:
             self.bytes_out += len(data)
@@ -798,13 +787,13 @@ class Exchange:
                 self.response_buffer = bytearray()
                 self.connect()
                 return
-            self.fail(UpstreamError("reset", "connection_terminated", detail))
+            self.fail(UpstreamError(ProxyStatus.CONNECTION_TERMINATED, detail))
         elif response.framing is _CLOSE:
             self.upstream_reusable = False
             self.client.write(LAST_CHUNK)
             self.finish()
         else:
-            self.abort_mid_body(UpstreamError("protocol", "http_response_incomplete", detail))
+            self.abort_mid_body(UpstreamError(ProxyStatus.HTTP_RESPONSE_INCOMPLETE, detail))
 
     def _may_retry(self) -> bool:
         """RFC 9112 §9.3.1: a safe request without a body, sent on a pooled connection
@@ -913,11 +902,9 @@ class Exchange:
             and now - self.upstream_progress > upstream_limit
         ):
             if self.response is None:
-                self.fail(UpstreamError("timeout", "http_response_timeout", "ReadTimeout"))
+                self.fail(UpstreamError(ProxyStatus.HTTP_RESPONSE_TIMEOUT, "ReadTimeout"))
             else:
-                self.abort_mid_body(
-                    UpstreamError("timeout", "http_response_timeout", "ReadTimeout")
-                )
+                self.abort_mid_body(UpstreamError(ProxyStatus.HTTP_RESPONSE_TIMEOUT, "ReadTimeout"))
 
     def internal_error(self) -> None:
         """A bug: answer 502 if nothing was relayed yet, else abort; never hang."""
@@ -1068,7 +1055,6 @@ __all__ = (
     "RelayServer",
     "UpstreamConnection",
     "UpstreamPool",
-    "connect_failure",
     "hands_over",
     "sweep_interval",
 )

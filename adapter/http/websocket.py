@@ -16,12 +16,12 @@ from typing import Final
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from adapter.http.errors import classify_upstream_failure
 from adapter.http.forwarding import connection_tokens, strip_hop_by_hop
 from adapter.http.proxy import (
     CONFIG,
     REQUEST_ID,
     UPSTREAM,
-    classify_upstream_failure,
     new_request_id,
     raw_path_qs,
     request_stats,
