@@ -9,7 +9,6 @@ Run the proxy app with ``make_proxy_runner`` so request bodies stay raw.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
@@ -33,13 +32,13 @@ from adapter.http.proxy import (
     REQUEST_STATS,
     UPSTREAM,
     ClientBodyTimeout,
-    RequestStats,
     UpstreamClient,
     adapter_response,
     new_request_id,
     pass_through,
     upstream_error_response,
 )
+from adapter.http.record import CLIENT_CLOSED_REQUEST, RequestStats, finish_request
 from adapter.http.relay import UPSTREAM_POOL, RelayContext, RelayServer, UpstreamPool
 from adapter.http.websocket import (
     OPEN_WEBSOCKETS,
@@ -51,8 +50,6 @@ from adapter.log import get_logger
 from adapter.metrics import Metrics, route_label
 from adapter.submission import handle_jobs_submit
 
-# Status recorded for requests whose client went away before an answer (nginx's 499).
-CLIENT_CLOSED_REQUEST: Final = 499
 CLIENT_IDLE_TIMEOUT: Final = DEFAULT_CLIENT_IDLE_TIMEOUT
 
 _log = get_logger("adapter.app")
@@ -119,30 +116,18 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
                 stats.bytes_out += response.body_length
             return response
         finally:
-            metrics.inflight.dec()
-            duration = loop.time() - started
-            if stats.upstream_error is not None:
-                metrics.upstream_errors.labels(kind=stats.upstream_error).inc()
-            metrics.observe_request(request.method, route, status, duration)
-            # One bind per request, as a plain _log.info would do; the line's fields are
-            # only computed when it is written.
-            log = _log.bind()
-            if log.is_enabled_for(logging.INFO):
-                log.info(
-                    "request",
-                    method=request.method,
-                    path=request.raw_path.split("?", 1)[0],
-                    route=route,
-                    status=status,
-                    duration_ms=round(duration * 1000, 3),
-                    upstream_ms=None if stats.upstream_ms is None else round(stats.upstream_ms, 3),
-                    upstream_status=stats.upstream_status,
-                    upstream_error=stats.upstream_error,
-                    bytes_in=stats.bytes_in,
-                    bytes_out=stats.bytes_out,
-                    client_ip=stats.client_ip or request.remote,
-                    aborted=stats.aborted,
-                )
+            finish_request(
+                metrics,
+                _log.bind(),  # one bind per request, as a plain _log.info would do
+                request_id=request_id,
+                method=request.method,
+                target=request.raw_path,
+                route=route,
+                status=status,
+                seconds=loop.time() - started,
+                stats=stats,
+                peer_ip=request.remote,
+            )
 
 
 async def _stamp_request_id(request: web.Request, response: web.StreamResponse) -> None:

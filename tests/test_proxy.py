@@ -7,7 +7,7 @@ import contextlib
 import gzip
 import io
 import re
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
 import orjson
@@ -33,6 +33,7 @@ from tests.conftest import (
     RecordingUpstream,
     RunningAdapter,
     free_port,
+    logged,
     raw_exchange,
 )
 
@@ -631,18 +632,6 @@ async def test_request_metrics(
     assert sample("adapter_inflight_requests") == 0.0
 
 
-@pytest.fixture(name="log_lines")
-def _log_lines() -> Iterator[io.BytesIO]:
-    buffer = io.BytesIO()
-    configure_logging("debug", "json", binary_stream=buffer)
-    yield buffer
-    structlog.reset_defaults()
-
-
-def _parse(buffer: io.BytesIO) -> list[dict[str, object]]:
-    return [orjson.loads(line) for line in buffer.getvalue().splitlines() if line]
-
-
 async def test_canonical_log_line(
     upstream: RecordingUpstream,
     start_adapter: AdapterFactory,
@@ -657,7 +646,7 @@ async def test_canonical_log_line(
         headers={"X-Request-ID": "log-test-1"},
     ) as response:
         body = await response.read()
-    lines = [line for line in _parse(log_lines) if line.get("event") == "request"]
+    lines = logged(log_lines, "request")
     assert len(lines) == 1
     line = lines[0]
     assert line["request_id"] == "log-test-1"
@@ -677,7 +666,7 @@ async def test_every_line_of_a_request_carries_its_id(
     adapter = await start_adapter(f"http://127.0.0.1:{free_port()}")
     async with http.get(adapter.url / "x", headers={"X-Request-ID": "trace-me"}) as response:
         assert response.status == 502
-    request_lines = [line for line in _parse(log_lines) if line.get("component") != "adapter.admin"]
+    request_lines = [line for line in logged(log_lines) if line.get("component") != "adapter.admin"]
     events = {line["event"] for line in request_lines}
     assert {"upstream_failed", "request"} <= events
     assert all(line.get("request_id") == "trace-me" for line in request_lines)
@@ -695,6 +684,6 @@ async def test_canonical_line_follows_the_log_level(
             assert response.status == 502
     finally:
         structlog.reset_defaults()
-    lines = _parse(buffer)
+    lines = logged(buffer)
     assert [line["event"] for line in lines] == ["upstream_failed"]
     assert lines[0]["request_id"] == "quiet-1"

@@ -40,6 +40,7 @@ from adapter.http.forwarding import (
     build_upstream_headers,
     strip_hop_by_hop,
 )
+from adapter.http.record import RequestStats
 from adapter.log import get_logger
 from adapter.metrics import Metrics
 
@@ -59,19 +60,6 @@ COALESCE_LIMIT: Final = 64 * 1024
 _STREAM_READ: Final = 64 * 1024
 
 _log = get_logger("adapter.proxy")
-
-
-@dataclass(slots=True)
-class RequestStats:
-    """Per-request facts for the canonical log line, filled in as the request progresses."""
-
-    client_ip: str | None = None
-    bytes_in: int = 0
-    bytes_out: int = 0
-    upstream_ms: float | None = None
-    upstream_status: int | None = None
-    upstream_error: str | None = None
-    aborted: str | None = None
 
 
 class ClientBodyTimeout(Exception):
@@ -408,7 +396,6 @@ __all__ = (
     "SAFE_METHODS",
     "UPSTREAM",
     "ClientBodyTimeout",
-    "RequestStats",
     "UpstreamClient",
     "adapter_response",
     "is_stale_connection_failure",

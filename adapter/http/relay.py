@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import ssl
 from dataclasses import dataclass
 from typing import Final, cast
@@ -69,11 +68,10 @@ from adapter.http.http1 import (
     serialize_response_head,
 )
 from adapter.http.proxy import JOBS_SUBMIT_PATH, SAFE_METHODS, new_request_id
+from adapter.http.record import CLIENT_CLOSED_REQUEST, RequestStats, finish_request
 from adapter.log import get_logger
 from adapter.metrics import Metrics, route_label
 
-# Status recorded when the client went away before the answer was complete (nginx's 499).
-CLIENT_CLOSED_REQUEST: Final = 499
 # A pooled runner connection unused for this long is closed (aiohttp's client default),
 # before the runner's own idle timeout can race a request sent on it.
 POOL_IDLE_TIMEOUT: Final = 15.0
@@ -499,13 +497,9 @@ class Exchange:
     """One request on the lean path: forwarded to the runner, its answer relayed back."""
 
     __slots__ = (
-        "aborted",
         "body_remaining",
-        "bytes_in",
-        "bytes_out",
         "chunks",
         "client",
-        "client_ip",
         "connect_task",
         "done",
         "head",
@@ -520,10 +514,9 @@ class Exchange:
         "reused",
         "route",
         "started",
+        "stats",
         "status",
         "upstream",
-        "upstream_error",
-        "upstream_ms",
         "upstream_paused",
         "upstream_progress",
         "upstream_reusable",
@@ -535,8 +528,6 @@ class Exchange:
         self.started = client.loop.time()
         self.route = route_label(head.method, head.target)
         self.body_remaining = head.content_length
-        self.bytes_in = 0
-        self.bytes_out = 0
         self.status = CLIENT_CLOSED_REQUEST
         self.upstream: UpstreamConnection | None = None
         self.connect_task: asyncio.Task[None] | None = None
@@ -553,10 +544,7 @@ class Exchange:
         self.upstream_paused = False
         self.upstream_reusable = False
         self.upstream_progress = self.started
-        self.upstream_ms: float | None = None
-        self.upstream_error: str | None = None
-        self.aborted: str | None = None
-        self.client_ip: str | None = client.peer_ip
+        self.stats = RequestStats(client_ip=client.peer_ip)
         self.request_id = ""
 
     # Sending the request
@@ -580,7 +568,7 @@ class Exchange:
         """
         context = self.client.context
         context.metrics.inflight.inc()  # first: finish() always decrements
-        headers, self.client_ip = self._upstream_fields()
+        headers, self.stats.client_ip = self._upstream_fields()
         if rest:  # bytes that came with the head: body first, then the next request
             body = rest[: self.body_remaining]
             if len(rest) > len(body):
@@ -588,7 +576,7 @@ class Exchange:
         else:
             body = self.client.take_body(self.body_remaining)
         self.body_remaining -= len(body)
-        self.bytes_in += len(body)
+        self.stats.bytes_in += len(body)
         self.pending = [serialize_request_head(self.head.method, self.head.target, headers), body]
         conn = context.pool.acquire()
         if conn is not None:
@@ -639,7 +627,7 @@ class Exchange:
         else:
             part, rest = data[:remaining], data[remaining:]
         self.body_remaining = remaining - len(part)
-        self.bytes_in += len(part)
+        self.stats.bytes_in += len(part)
         upstream = self.upstream
         if upstream is not None and upstream.transport is not None:
             upstream.transport.write(part)
@@ -694,7 +682,9 @@ class Exchange:
     def _start_response(self, response: ResponseHead, rest: bytes) -> None:
         self.response = response
         self.status = response.status
-        self.upstream_ms = (self.client.loop.time() - self.started) * 1000
+        stats = self.stats
+        stats.upstream_ms = (self.client.loop.time() - self.started) * 1000
+        stats.upstream_status = response.status
         self.upstream_reusable = response.reusable
         self.keep_alive = (
             self.keep_alive and self.body_remaining == 0 and not self.client.context.draining
@@ -718,7 +708,7 @@ class Exchange:
             self._relay_chunked(rest, head)
         else:
             self.client.write(head + rechunk(rest) if rest else head)
-            self.bytes_out += len(rest)
+            self.stats.bytes_out += len(rest)
 
     def _relay_body(self, data: bytes) -> None:
         response = self.response
@@ -730,7 +720,7 @@ class Exchange:
             self._relay_chunked(data, b"")
         elif framing is _CLOSE:
             self.client.write(rechunk(data))
-            self.bytes_out += len(data)
+            self.stats.bytes_out += len(data)
         else:  # bytes after a body-less answer: the connection is out of step
             self.upstream_reusable = False
 
@@ -740,12 +730,12 @@ class Exchange:
             part = data[:remaining] if len(data) > remaining else data
             self.upstream_reusable = self.upstream_reusable and len(data) == remaining
             self.response_remaining = 0
-            self.bytes_out += len(part)
+            self.stats.bytes_out += len(part)
             self.client.write(head + part if head else part)
             self.finish()
             return
         self.response_remaining = remaining - len(data)
-        self.bytes_out += len(data)
+        self.stats.bytes_out += len(data)
         self.client.write(head + data if head else data)
 
     def _relay_chunked(self, data: bytes, head: bytes) -> None:
@@ -758,12 +748,12 @@ class Exchange:
             self.abort_mid_body(UpstreamError(ProxyStatus.HTTP_RESPONSE_INCOMPLETE, str(exc)))
             return
         if end < 0:
-            self.bytes_out += len(data)
+            self.stats.bytes_out += len(data)
             self.client.write(head + data if head else data)
             return
         self.upstream_reusable = self.upstream_reusable and end == len(data)
         part = data[:end]
-        self.bytes_out += len(part)
+        self.stats.bytes_out += len(part)
         self.client.write(head + part if head else part)
         self.finish()
 
@@ -831,7 +821,7 @@ class Exchange:
 
     def fail(self, exc: UpstreamError) -> None:
         """No answer head was relayed: answer 502/504 ourselves."""
-        self.upstream_error = exc.kind
+        self.stats.upstream_error = exc.kind
         _log.warning("upstream_failed", kind=exc.kind, error=exc.detail, request_id=self.request_id)
         self.upstream_reusable = False
         self.keep_alive = self.keep_alive and self.body_remaining == 0
@@ -845,13 +835,13 @@ class Exchange:
         if not self.keep_alive:
             fields.append(("Connection", "close"))
         self.status = answer.status
-        self.bytes_out += len(body)
+        self.stats.bytes_out += len(body)
         self.client.write(serialize_response_head(answer.status, answer.reason, fields) + body)
 
     def abort_mid_body(self, exc: UpstreamError) -> None:
         """The runner failed after the head went out: abort the client connection."""
-        self.upstream_error = exc.kind
-        self.aborted = "upstream"
+        self.stats.upstream_error = exc.kind
+        self.stats.aborted = "upstream"
         self.upstream_reusable = False
         self.keep_alive = False
         _log.warning(
@@ -867,7 +857,7 @@ class Exchange:
         """The client went away: abandon the runner connection so it sees the abort."""
         if self.done:
             return
-        self.aborted = self.aborted or "client"
+        self.stats.aborted = self.stats.aborted or "client"
         self.status = CLIENT_CLOSED_REQUEST
         self.upstream_reusable = False
         _log.info("client_disconnected", request_id=self.request_id)
@@ -882,7 +872,7 @@ class Exchange:
         # the client's stall; the runner gets upstream_timeout to take the next bytes.
         body_stalled = self.body_remaining and not client.reading_paused
         if (body_stalled or client.write_paused) and now - client.progress > idle_limit:
-            self.aborted = "client_timeout"
+            self.stats.aborted = "client_timeout"
             self.keep_alive = False
             self.upstream_reusable = False
             _log.info("client_timeout", request_id=self.request_id)
@@ -937,34 +927,22 @@ class Exchange:
                     assert upstream.transport is not None
                     upstream.transport.resume_reading()
                 context.pool.release(upstream, now)
-            elif self.aborted is not None or not self.request_sent:
+            elif self.stats.aborted is not None or not self.request_sent:
                 upstream.abort()
             else:
                 upstream.close()
-        metrics = context.metrics
-        metrics.inflight.dec()
-        if self.upstream_error is not None:
-            metrics.upstream_errors.labels(kind=self.upstream_error).inc()
-        duration = now - self.started
-        metrics.observe_request(self.head.method, self.route, self.status, duration)
-        log = client.log
-        if log.is_enabled_for(logging.INFO):
-            log.info(
-                "request",
-                request_id=self.request_id,
-                method=self.head.method,
-                path=self.head.target.split("?", 1)[0],
-                route=self.route,
-                status=self.status,
-                duration_ms=round(duration * 1000, 3),
-                upstream_ms=None if self.upstream_ms is None else round(self.upstream_ms, 3),
-                upstream_status=None if self.response is None else self.response.status,
-                upstream_error=self.upstream_error,
-                bytes_in=self.bytes_in,
-                bytes_out=self.bytes_out,
-                client_ip=self.client_ip,
-                aborted=self.aborted,
-            )
+        finish_request(
+            context.metrics,
+            client.log,
+            request_id=self.request_id,
+            method=self.head.method,
+            target=self.head.target,
+            route=self.route,
+            status=self.status,
+            seconds=now - self.started,
+            stats=self.stats,
+            peer_ip=client.peer_ip,
+        )
         client.exchange_done(self.keep_alive)
 
 
