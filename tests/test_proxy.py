@@ -464,37 +464,93 @@ async def test_slow_but_moving_download_is_not_cut(
         assert await response.read() == b"slow done"
 
 
-class _DroppingUpstream(RawTcpUpstream):
-    """A raw TCP upstream that reads the request head, then closes without answering."""
+class _AnswersThenDrops(RawTcpUpstream):
+    """A raw TCP runner that answers the first ``answered`` requests of each connection
+    (keep-alive), then reads the next request whole and closes without answering: with
+    ``answered=1``, a runner that timed an idle connection out just as it was reused."""
 
-    def __init__(self) -> None:
+    def __init__(self, answered: int) -> None:
+        self.answered = answered
         self.connections = 0
-        self.heads: list[bytes] = []
+        self.requests: list[tuple[int, str, bytes]] = []
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        with contextlib.suppress(asyncio.IncompleteReadError):
-            self.heads.append(await reader.readuntil(b"\r\n\r\n"))
+        connection = self.connections
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            for turn in range(self.answered + 1):
+                head = await reader.readuntil(b"\r\n\r\n")
+                match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                body = await reader.readexactly(int(match[1]) if match else 0)
+                line = head.split(b"\r\n", 1)[0].decode()
+                self.requests.append((connection, line, body))
+                if turn == self.answered:
+                    break
+                answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
+                writer.write(answer if line.startswith("HEAD ") else answer + b"ok")
+                await writer.drain()
         writer.close()
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "POST"])
-async def test_reset_is_502_and_never_retried(
+async def test_reset_on_a_fresh_connection_is_502_and_never_retried(
     start_adapter: AdapterFactory, http: aiohttp.ClientSession, method: str
 ) -> None:
-    """An upstream that drops the connection gives 502, and the request is sent once only."""
-    dropping = _DroppingUpstream()
+    """A runner that drops a new connection gives 502 at once: a fresh connection that
+    fails proves nothing stale, so not even a GET is sent again."""
+    dropping = _AnswersThenDrops(answered=0)
     async with dropping as port:
         adapter = await start_adapter(f"http://127.0.0.1:{port}")
-        # Warm the pool so the next request rides a reused connection (aiohttp's retry case).
-        for _ in range(2):
-            async with http.request(method, adapter.url / "x", data=b"body") as response:
-                assert response.status == 502
-                assert response.headers["Proxy-Status"].endswith("error=connection_terminated")
-    assert dropping.connections == 2
-    assert len(dropping.heads) == 2
+        async with http.request(method, adapter.url / "x", data=b"body") as response:
+            assert response.status == 502
+            assert response.headers["Proxy-Status"].endswith("error=connection_terminated")
+    assert [(c, line) for c, line, _ in dropping.requests] == [(1, f"{method} /x HTTP/1.1")]
     errors = adapter.registry.get_sample_value("adapter_upstream_errors_total", {"kind": "reset"})
-    assert errors == 2.0
+    assert errors == 1.0
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "resent"),
+    [
+        pytest.param("GET", None, True, id="get"),
+        pytest.param("HEAD", None, True, id="head"),
+        pytest.param("GET", b"q" * 100, True, id="get-small-body-held"),
+        pytest.param("GET", b"q" * 70_000, False, id="get-large-body-streamed"),
+        pytest.param("PUT", b"x", False, id="put"),
+        pytest.param("POST", b"x", False, id="post"),
+    ],
+)
+async def test_stale_pooled_connection(
+    start_adapter: AdapterFactory,
+    http: aiohttp.ClientSession,
+    method: str,
+    body: bytes | None,
+    resent: bool,
+) -> None:
+    """The pool is warmed for real (the runner sees the first two requests on ONE
+    connection), then the runner drops that connection under the next request: a safe
+    request held whole is sent once more on a fresh connection, anything else is 502."""
+    upstream = _AnswersThenDrops(answered=2)
+    async with upstream as port:
+        adapter = await start_adapter(f"http://127.0.0.1:{port}")
+        statuses = []
+        for _ in range(2):  # warm: the second request rides the pooled connection
+            async with http.get(adapter.url / "warm") as response:
+                assert await response.read() == b"ok"
+        assert [c for c, _, _ in upstream.requests] == [1, 1]
+        async with http.request(method, adapter.url / "job", data=body) as response:
+            await response.read()
+            statuses.append(response.status)
+    seen = [(c, line, sent) for c, line, sent in upstream.requests[2:]]
+    expected = (method + " /job HTTP/1.1", body or b"")
+    if resent:
+        assert statuses == [200]
+        assert seen == [(1, *expected), (2, *expected)]  # the same bytes, on a new connection
+    else:
+        assert statuses == [502]
+        assert seen == [(1, *expected)]
+    errors = adapter.registry.get_sample_value("adapter_upstream_errors_total", {"kind": "reset"})
+    assert errors == (0.0 if resent else 1.0)
 
 
 async def test_upstream_failure_mid_body_aborts_client(

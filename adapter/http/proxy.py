@@ -41,6 +41,7 @@ from adapter.http.forwarding import (
     strip_hop_by_hop,
 )
 from adapter.http.record import RequestStats
+from adapter.http.retry import may_resend
 from adapter.log import get_logger
 from adapter.metrics import Metrics
 
@@ -78,10 +79,6 @@ async def read_client_body(request: web.Request, size: int = -1) -> bytes:
         raise ClientBodyTimeout from None
 
 
-# RFC 9110 §9.2.1: methods that change nothing on the server.
-SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-
-
 @dataclass(slots=True)
 class _Attempt:
     """Per-attempt trace state: did the request ride a pooled keep-alive connection?"""
@@ -101,21 +98,6 @@ def _reuse_trace() -> aiohttp.TraceConfig:
     trace = aiohttp.TraceConfig()
     trace.on_connection_reuseconn.append(_on_connection_reuse)
     return trace
-
-
-def is_stale_connection_failure(
-    method: str, body: object, exc: BaseException, reused: bool
-) -> bool:
-    """True when a request may be sent once more: a safe method with no streamed body
-    whose pooled connection turned out closed (RFC 9112 §9.3.1). A fresh connection
-    that fails is never retried, and neither is anything that could change state."""
-    return (
-        reused
-        and method in SAFE_METHODS
-        and (body is None or isinstance(body, bytes))
-        and isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
-        and not isinstance(exc, aiohttp.ClientConnectorError)
-    )
 
 
 class UpstreamClient:
@@ -186,9 +168,19 @@ class UpstreamClient:
                     trace_request_ctx=attempt,
                 )
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                if last_try or not is_stale_connection_failure(method, body, exc, attempt.reused):
-                    raise classify_upstream_failure(exc) from exc
-                _log.info("stale_connection_retry", method=method, error=type(exc).__name__)
+                failure = classify_upstream_failure(exc)
+                if not may_resend(
+                    method,
+                    body_held=body is None or isinstance(body, bytes),
+                    reused=attempt.reused,
+                    failure=failure.proxy_status,
+                    # aiohttp does not tell a half-read head apart (its own retry
+                    # assumes the same); a whole head returns from request().
+                    answer_started=False,
+                    resent=last_try,
+                ):
+                    raise failure from exc
+                _log.info("stale_connection_retry", method=method, error=failure.detail)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
@@ -393,12 +385,10 @@ __all__ = (
     "PROXY_SERVER_OPTIONS",
     "REQUEST_ID",
     "REQUEST_STATS",
-    "SAFE_METHODS",
     "UPSTREAM",
     "ClientBodyTimeout",
     "UpstreamClient",
     "adapter_response",
-    "is_stale_connection_failure",
     "new_request_id",
     "pass_through",
     "raw_path_qs",

@@ -67,8 +67,9 @@ from adapter.http.http1 import (
     serialize_request_head,
     serialize_response_head,
 )
-from adapter.http.proxy import JOBS_SUBMIT_PATH, SAFE_METHODS, new_request_id
+from adapter.http.proxy import COALESCE_LIMIT, JOBS_SUBMIT_PATH, new_request_id
 from adapter.http.record import CLIENT_CLOSED_REQUEST, RequestStats, finish_request
+from adapter.http.retry import may_resend, worth_holding
 from adapter.log import get_logger
 from adapter.metrics import Metrics, route_label
 
@@ -507,6 +508,7 @@ class Exchange:
         "pending",
         "request_id",
         "request_sent",
+        "resend",
         "response",
         "response_buffer",
         "response_remaining",
@@ -537,6 +539,7 @@ class Exchange:
         self.response_remaining = 0
         self.chunks: ChunkedScanner | None = None
         self.request_sent = False
+        self.resend: bytes | bytearray | None = None
         self.reused = False
         self.retried = False
         self.done = False
@@ -610,8 +613,15 @@ class Exchange:
         conn.exchange = self
         assert conn.transport is not None
         assert self.pending is not None
-        conn.transport.write(b"".join(self.pending))
+        data = b"".join(self.pending)
+        conn.transport.write(data)
         self.pending = None
+        # A copy of the request, for one resend should the pooled connection be stale;
+        # body bytes still to come are added as they are forwarded.
+        if reused and worth_holding(self.head.method, self.head.content_length, COALESCE_LIMIT):
+            self.resend = data if self.body_remaining == 0 else bytearray(data)
+        else:
+            self.resend = None
         self.upstream_progress = self.client.loop.time()
         if self.body_remaining == 0:
             self.request_sent = True
@@ -631,6 +641,8 @@ class Exchange:
         upstream = self.upstream
         if upstream is not None and upstream.transport is not None:
             upstream.transport.write(part)
+            if self.resend is not None:
+                self.resend += part
         elif self.pending is not None:
             self.pending.append(part)
             if sum(map(len, self.pending)) > CLIENT_BUFFER_LIMIT:
@@ -765,7 +777,16 @@ class Exchange:
         response = self.response
         detail = type(exc).__name__ if exc is not None else "ServerDisconnected"
         if response is None:
-            if self._may_retry():
+            failure = UpstreamError(ProxyStatus.CONNECTION_TERMINATED, detail)
+            resend = self.resend
+            if resend is not None and may_resend(
+                self.head.method,
+                body_held=self.body_remaining == 0,  # else the client is still sending it
+                reused=self.reused,
+                failure=failure.proxy_status,
+                answer_started=bool(self.response_buffer),
+                resent=self.retried,
+            ):
                 self.retried = True
                 _log.info(
                     "stale_connection_retry",
@@ -773,32 +794,17 @@ class Exchange:
                     error=detail,
                     request_id=self.request_id,
                 )
-                self.pending = [self._rebuild_request()]
+                self.pending = [bytes(resend)]
                 self.response_buffer = bytearray()
                 self.connect()
                 return
-            self.fail(UpstreamError(ProxyStatus.CONNECTION_TERMINATED, detail))
+            self.fail(failure)
         elif response.framing is _CLOSE:
             self.upstream_reusable = False
             self.client.write(LAST_CHUNK)
             self.finish()
         else:
             self.abort_mid_body(UpstreamError(ProxyStatus.HTTP_RESPONSE_INCOMPLETE, detail))
-
-    def _may_retry(self) -> bool:
-        """RFC 9112 §9.3.1: a safe request without a body, sent on a pooled connection
-        that closed before answering anything, is sent once more on a fresh one."""
-        return (
-            self.reused
-            and not self.retried
-            and self.head.method in SAFE_METHODS
-            and self.head.content_length == 0
-            and not self.response_buffer
-        )
-
-    def _rebuild_request(self) -> bytes:
-        headers, _ = self._upstream_fields()
-        return serialize_request_head(self.head.method, self.head.target, headers)
 
     # Flow control from the client side
 
