@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from adapter import __version__
 from adapter.admin import PROXY_APP, READINESS, Readiness, create_admin_app
 from adapter.config import DEFAULT_CLIENT_IDLE_TIMEOUT, Config
+from adapter.http.aiohttp_seams import ServerWrappingRunner
 from adapter.http.errors import ADAPTER_ERROR_ANSWER, CLIENT_TIMEOUT_ANSWER, UpstreamError
 from adapter.http.forwarding import X_REQUEST_ID, ClientIpPolicy, accept_request_id
 from adapter.http.proxy import (
@@ -170,7 +171,7 @@ def create_app(
     return app
 
 
-class ProxyRunner(web.AppRunner):
+class ProxyRunner(ServerWrappingRunner):
     """The proxy app's runner: plain requests go through ``adapter.http.relay``, the rest (and
     every request when ``lean_relay`` is off) through aiohttp's server."""
 
@@ -178,8 +179,7 @@ class ProxyRunner(web.AppRunner):
         super().__init__(app, keepalive_timeout=client_idle_timeout, **kwargs)
         self._client_idle_timeout = client_idle_timeout
 
-    async def _make_server(self) -> web.Server:
-        inner = await super()._make_server()
+    def wrap_server(self, inner: web.Server) -> web.Server:
         config = self.app[CONFIG]
         if not config.lean_relay:
             return inner

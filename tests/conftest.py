@@ -69,6 +69,16 @@ def free_port() -> int:
         return port
 
 
+def connector_counts(connector: aiohttp.BaseConnector) -> tuple[int, int]:
+    """(connections in use, idle pooled connections) of an aiohttp client connector.
+
+    The fourth aiohttp seam (the others are in adapter/http/aiohttp_seams.py): aiohttp
+    has no public count, so this reads the private ``_acquired`` set and ``_conns`` dict
+    (aiohttp 3.14.5); tests/test_aiohttp_seams.py checks both still exist.
+    """
+    return len(connector._acquired), sum(len(idle) for idle in connector._conns.values())
+
+
 @pytest.fixture(name="log_lines")
 def _log_lines() -> Iterator[io.BytesIO]:
     """Every log line (debug and up) as JSON, into a buffer instead of stdout."""

@@ -27,6 +27,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from adapter.config import Config
+from adapter.http.aiohttp_seams import disable_builtin_retry
 from adapter.http.errors import (
     AdapterAnswer,
     UpstreamError,
@@ -131,7 +132,7 @@ class UpstreamClient:
         )
         # aiohttp re-sends PUT and DELETE too when a connection drops, whether or not it was
         # a pooled one; the proxy makes that call itself, for safe methods only (send()).
-        session._retry_connection = False
+        disable_builtin_retry(session)
         return cls(config.upstream_url, session)
 
     async def close(self) -> None:

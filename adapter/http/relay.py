@@ -1,8 +1,8 @@
 """The lean pass-through relay: plain HTTP/1.1 requests forwarded on raw asyncio protocols.
 
 Why it exists: aiohttp's web server plus its client cost about 300 µs of CPU per proxied
-request on the bench machine (issue 6); most of that is machinery a byte relay does not
-need. Here a client connection parses each request head once (``http1``), applies the
+request on the bench machine (``bench/results/latest.md``: the aiohttp path against this
+one); most of that is machinery a byte relay does not need. Here a client connection parses each request head once (``http1``), applies the
 same header rules as the aiohttp path (``forwarding``), writes head and body to a pooled
 upstream connection, and moves the answer back transport to transport, with flow control
 both ways so memory stays flat.
@@ -32,6 +32,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from adapter.config import Config
+from adapter.http.aiohttp_seams import ServerStandIn
 from adapter.http.errors import (
     ADAPTER_ERROR_ANSWER,
     CLIENT_TIMEOUT_ANSWER,
@@ -89,8 +90,9 @@ _log = get_logger("adapter.relay")
 _DROPPED_CACHE_SIZE: Final = 64
 # Framing members as module constants: enum attribute access costs ~0.3 µs on 3.11.
 _NONE, _LENGTH, _CHUNKED, _CLOSE = Framing.NONE, Framing.LENGTH, Framing.CHUNKED, Framing.CLOSE
-# Response fields not relayed to the client: hop-by-hop ones, the runner's copy of our
-# request id, and a Content-Length beside chunked framing (RFC 9112 §6.3).
+# Response fields never relayed to the client: hop-by-hop ones and the runner's copy of
+# our request id. ``_dropped`` adds the fields the runner's Connection nominates, and
+# Content-Length when the body goes out chunked (RFC 9112 §6.3).
 _RESPONSE_DROPPED: Final = HOP_BY_HOP | {"x-request-id"}
 _DROPPED_CACHE: dict[tuple[Framing, frozenset[str]], frozenset[str]] = {}
 
@@ -952,15 +954,14 @@ class Exchange:
         client.exchange_done(self.keep_alive)
 
 
-class RelayServer(web.Server):
+class RelayServer(ServerStandIn):
     """The proxy port's protocol factory: lean connections, handed to ``inner`` (aiohttp's
     server for the proxy app) when a request is not theirs to relay."""
 
     def __init__(self, inner: web.Server, context: RelayContext) -> None:
-        # Server.__init__ is not called: every method a runner or site uses is defined here.
+        super().__init__()
         self.inner = inner
         self.context = context
-        self.requests_count = 0
         self._lean: set[ClientConnection] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self._interval = sweep_interval(
