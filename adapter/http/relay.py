@@ -2,10 +2,10 @@
 
 Why it exists: aiohttp's web server plus its client cost about 300 µs of CPU per proxied
 request on the bench machine (``bench/results/latest.md``: the aiohttp path against this
-one); most of that is machinery a byte relay does not need. Here a client connection parses each request head once (``http1``), applies the
-same header rules as the aiohttp path (``forwarding``), writes head and body to a pooled
-upstream connection, and moves the answer back transport to transport, with flow control
-both ways so memory stays flat.
+one); most of that is machinery a byte relay does not need. Here a client connection
+parses each request head once (``http1``), applies the same header rules as the aiohttp
+path (``forwarding``), writes head and body to a pooled upstream connection, and moves
+the answer back transport to transport, with flow control both ways so memory stays flat.
 
 What it does not do, it hands over: the first request that is not plain (the jobs-submit
 route, WebSocket and other upgrades, ``Expect``, chunked uploads, HTTP/1.0, absolute-form
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import ssl
 from dataclasses import dataclass
 from typing import Final, cast
@@ -95,6 +96,77 @@ _NONE, _LENGTH, _CHUNKED, _CLOSE = Framing.NONE, Framing.LENGTH, Framing.CHUNKED
 # Content-Length when the body goes out chunked (RFC 9112 §6.3).
 _RESPONSE_DROPPED: Final = HOP_BY_HOP | {"x-request-id"}
 _DROPPED_CACHE: dict[tuple[Framing, frozenset[str]], frozenset[str]] = {}
+
+
+class Stage(enum.IntEnum):
+    """Where one exchange is; ``TRANSITIONS`` says where it may go next.
+
+    An IntEnum only so that the check on every move hashes in C.
+    """
+
+    CONNECTING = 1  # no runner connection yet: the request waits in ``pending``
+    SENDING = 2  # on a runner connection, the request body still coming from the client
+    WAITING = 3  # the whole request sent, no answer head yet (interim answers skipped)
+    RELAYING = 4  # the answer head relayed, its body following; the upload may still be
+    #               unfinished when the runner answered early (the client connection closes)
+    DONE = 5  # recorded; the runner connection released, closed or aborted
+
+
+TRANSITIONS: Final[dict[Stage, frozenset[Stage]]] = {
+    Stage.CONNECTING: frozenset({Stage.SENDING, Stage.WAITING, Stage.DONE}),
+    Stage.SENDING: frozenset({Stage.WAITING, Stage.RELAYING, Stage.DONE}),
+    # CONNECTING again: resent once on a fresh connection after a stale pooled one.
+    Stage.WAITING: frozenset({Stage.RELAYING, Stage.CONNECTING, Stage.DONE}),
+    Stage.RELAYING: frozenset({Stage.DONE}),
+    Stage.DONE: frozenset(),
+}
+_CONNECTING, _SENDING, _WAITING, _RELAYING, _DONE = Stage
+
+
+class StageError(RuntimeError):
+    """A move ``TRANSITIONS`` does not allow: a bug in the relay."""
+
+
+def check_transition(old: Stage, new: Stage) -> None:
+    """Raise StageError unless ``TRANSITIONS`` allows moving from ``old`` to ``new``."""
+    if new not in TRANSITIONS[old]:
+        raise StageError(f"exchange stage {old.name} -> {new.name} is not allowed")
+
+
+class Fate(enum.Enum):
+    """What becomes of the runner connection when an exchange ends."""
+
+    RELEASE = "release"  # back to the pool: in step, the whole request sent
+    CLOSE = "close"  # closed after what was written: not reusable, nothing abandoned
+    ABORT = "abort"  # reset at once: the request was abandoned and the runner must see it
+
+
+_RELEASE, _CLOSE_CONNECTION, _ABORT = Fate
+
+
+def runner_connection_fate(
+    *, request_sent: bool, in_step: bool, abandoned: bool, closed: bool
+) -> Fate:
+    """Release a connection that is ``in_step`` (the answer read exactly to its end)
+    after the whole request was sent, unless it closed meanwhile; abort one whose
+    request was ``abandoned`` (the client left, timed out or the answer broke) or not
+    sent in full, so the runner sees a reset; close the rest gracefully."""
+    if in_step and request_sent and not closed:
+        return _RELEASE
+    if abandoned or not request_sent:
+        return _ABORT
+    return _CLOSE_CONNECTION
+
+
+class ReadPause(enum.StrEnum):
+    """Why the relay is not reading from a client (several may hold at once)."""
+
+    BUFFER = "buffer"  # pipelined bytes past CLIENT_BUFFER_LIMIT wait for their turn
+    PENDING = "pending"  # a body past CLIENT_BUFFER_LIMIT waits for a runner connection
+    UPSTREAM = "upstream"  # the runner is not taking the upload as fast as it comes
+
+
+_PAUSE_BUFFER, _PAUSE_PENDING, _PAUSE_UPSTREAM = ReadPause
 
 
 def _dropped(framing: Framing, nominated: frozenset[str]) -> frozenset[str]:
@@ -175,13 +247,13 @@ class UpstreamConnection(asyncio.Protocol):
         exchange = self.exchange
         if exchange is not None:
             exchange.upstream_progress = exchange.client.loop.time()
-            exchange.client.pause_reading("upstream")
+            exchange.client.pause_reading(_PAUSE_UPSTREAM)
 
     def resume_writing(self) -> None:
         exchange = self.exchange
         if exchange is not None:
             exchange.upstream_progress = exchange.client.loop.time()
-            exchange.client.resume_reading("upstream")
+            exchange.client.resume_reading(_PAUSE_UPSTREAM)
 
     def close(self) -> None:
         """Close gracefully; the pool forgets the connection when it is gone."""
@@ -302,7 +374,7 @@ class ClientConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.progress = 0.0
         self.write_paused = False
-        self._read_pauses: set[str] = set()
+        self._read_pauses: set[ReadPause] = set()
         self.closed = False
         # Bound once per connection: binding costs ~3 µs, a tenth of a relayed request.
         self.log = _log.bind()
@@ -334,7 +406,7 @@ class ClientConnection(asyncio.Protocol):
             if self.exchange is None:
                 self.start_next()
             elif len(self.buffer) > CLIENT_BUFFER_LIMIT:
-                self.pause_reading("buffer")
+                self.pause_reading(_PAUSE_BUFFER)
         except Exception:
             self.internal_error()
 
@@ -364,13 +436,13 @@ class ClientConnection(asyncio.Protocol):
 
     # Reading from the client
 
-    def pause_reading(self, reason: str) -> None:
+    def pause_reading(self, reason: ReadPause) -> None:
         """Stop reading from the client for ``reason`` until resumed for it."""
         if not self._read_pauses and self.transport is not None:
             self.transport.pause_reading()
         self._read_pauses.add(reason)
 
-    def resume_reading(self, reason: str) -> None:
+    def resume_reading(self, reason: ReadPause) -> None:
         """Lift one reason for not reading; read again when none is left (the client's
         idle clock restarts: the wait was ours, not its)."""
         if reason in self._read_pauses:
@@ -384,7 +456,7 @@ class ClientConnection(asyncio.Protocol):
         """True while the relay is not reading from the client, for any reason."""
         return bool(self._read_pauses)
 
-    def paused_for(self, reason: str) -> bool:
+    def paused_for(self, reason: ReadPause) -> bool:
         """True while ``reason`` keeps the relay from reading the client."""
         return reason in self._read_pauses
 
@@ -458,7 +530,7 @@ class ClientConnection(asyncio.Protocol):
             self.close()
             return
         self.idle_since = self.loop.time()
-        self.resume_reading("buffer")
+        self.resume_reading(_PAUSE_BUFFER)
         if self.buffer:
             self.start_next()
 
@@ -497,19 +569,26 @@ class ClientConnection(asyncio.Protocol):
 
 
 class Exchange:
-    """One request on the lean path: forwarded to the runner, its answer relayed back."""
+    """One request on the lean path: forwarded to the runner, its answer relayed back.
+
+    ``stage`` is where it is (``Stage``; every move goes through ``_transition``). Beside
+    it, a few facts that are not stages: ``keep_alive`` (the client connection stays
+    open after this answer), ``upstream_reusable`` (the runner connection is in step: its
+    answer framing held so far), ``upstream_paused`` (reading the runner is paused
+    because the client is slow), ``reused`` (the runner connection came from the pool)
+    and ``retried`` (the request was already resent once). When it ends,
+    ``runner_connection_fate`` decides what becomes of the runner connection.
+    """
 
     __slots__ = (
         "body_remaining",
         "chunks",
         "client",
         "connect_task",
-        "done",
         "head",
         "keep_alive",
         "pending",
         "request_id",
-        "request_sent",
         "resend",
         "response",
         "response_buffer",
@@ -517,6 +596,7 @@ class Exchange:
         "retried",
         "reused",
         "route",
+        "stage",
         "started",
         "stats",
         "status",
@@ -540,17 +620,28 @@ class Exchange:
         self.response_buffer: bytearray | None = bytearray()
         self.response_remaining = 0
         self.chunks: ChunkedScanner | None = None
-        self.request_sent = False
+        self.stage = _CONNECTING
         self.resend: bytes | bytearray | None = None
         self.reused = False
         self.retried = False
-        self.done = False
         self.keep_alive = head.keep_alive
         self.upstream_paused = False
         self.upstream_reusable = False
         self.upstream_progress = self.started
         self.stats = RequestStats(client_ip=client.peer_ip)
         self.request_id = ""
+
+    def _transition(self, new: Stage) -> None:
+        """Move to ``new``; a move ``TRANSITIONS`` does not allow raises StageError (the
+        protocol callbacks turn it into a logged 502 or an abort, never a hang)."""
+        check_transition(self.stage, new)
+        self.stage = new
+
+    @property
+    def request_sent(self) -> bool:
+        """The whole request is on the runner connection (none of it is while connecting;
+        at DONE, read only where a runner connection was attached)."""
+        return self.body_remaining == 0 and self.stage is not _CONNECTING
 
     # Sending the request
 
@@ -599,11 +690,11 @@ class Exchange:
             conn = await pool.connect()
         except UpstreamError as exc:
             self.connect_task = None
-            if not self.done:
+            if self.stage is not _DONE:
                 self.fail(exc)
             return
         self.connect_task = None
-        if self.done:
+        if self.stage is _DONE:
             pool.release(conn, self.client.loop.time())
             return
         self.attach(conn, reused=False)
@@ -625,11 +716,10 @@ class Exchange:
         else:
             self.resend = None
         self.upstream_progress = self.client.loop.time()
-        if self.body_remaining == 0:
-            self.request_sent = True
+        self._transition(_WAITING if self.body_remaining == 0 else _SENDING)
         if self.client.write_paused:
             self.pause_upstream_reading()
-        self.client.resume_reading("pending")
+        self.client.resume_reading(_PAUSE_PENDING)
 
     def client_body(self, data: bytes) -> bytes:
         """Forward body bytes; return what lies beyond this request's body."""
@@ -648,9 +738,10 @@ class Exchange:
         elif self.pending is not None:
             self.pending.append(part)
             if sum(map(len, self.pending)) > CLIENT_BUFFER_LIMIT:
-                self.client.pause_reading("pending")
+                self.client.pause_reading(_PAUSE_PENDING)
         if self.body_remaining == 0:
-            self.request_sent = True
+            if self.stage is _SENDING:
+                self._transition(_WAITING)
             self.upstream_progress = self.client.loop.time()
         return rest
 
@@ -694,6 +785,7 @@ class Exchange:
         self._start_response(response, rest)
 
     def _start_response(self, response: ResponseHead, rest: bytes) -> None:
+        self._transition(_RELAYING)
         self.response = response
         self.status = response.status
         stats = self.stats
@@ -774,7 +866,7 @@ class Exchange:
     def upstream_lost(self, exc: BaseException | None) -> None:
         """The runner connection closed while this exchange owned it."""
         self.upstream = None
-        if self.done:
+        if self.stage is _DONE:
             return
         response = self.response
         detail = type(exc).__name__ if exc is not None else "ServerDisconnected"
@@ -798,6 +890,7 @@ class Exchange:
                 )
                 self.pending = [bytes(resend)]
                 self.response_buffer = bytearray()
+                self._transition(_CONNECTING)
                 self.connect()
                 return
             self.fail(failure)
@@ -863,7 +956,7 @@ class Exchange:
 
     def client_lost(self) -> None:
         """The client went away: abandon the runner connection so it sees the abort."""
-        if self.done:
+        if self.stage is _DONE:
             return
         self.stats.aborted = self.stats.aborted or "client"
         self.status = CLIENT_CLOSED_REQUEST
@@ -892,7 +985,7 @@ class Exchange:
                 client.abort()
             self.finish()
             return
-        upload_blocked = self.body_remaining and client.paused_for("upstream")
+        upload_blocked = self.body_remaining and client.paused_for(_PAUSE_UPSTREAM)
         if (
             (self.request_sent or upload_blocked)
             and self.upstream is not None
@@ -908,7 +1001,7 @@ class Exchange:
         """A bug: answer 502 if nothing was relayed yet, else abort; never hang."""
         self.upstream_reusable = False
         self.keep_alive = False
-        if self.response is None and not self.done:
+        if self.stage is not _RELAYING and self.stage is not _DONE:
             self.answer(ADAPTER_ERROR_ANSWER)
         else:
             self.client.abort()
@@ -918,9 +1011,9 @@ class Exchange:
 
     def finish(self) -> None:
         """Record the request, return or drop the runner connection, free the client."""
-        if self.done:
+        if self.stage is _DONE:
             return
-        self.done = True
+        self._transition(_DONE)  # first: whatever the closes below set off finds it ended
         client = self.client
         context = client.context
         now = client.loop.time()
@@ -930,12 +1023,18 @@ class Exchange:
         upstream = self.upstream
         self.upstream = None
         if upstream is not None:
-            if self.upstream_reusable and self.request_sent and not upstream.closed:
+            fate = runner_connection_fate(
+                request_sent=self.request_sent,
+                in_step=self.upstream_reusable,
+                abandoned=self.stats.aborted is not None,
+                closed=upstream.closed,
+            )
+            if fate is _RELEASE:
                 if self.upstream_paused:
                     assert upstream.transport is not None
                     upstream.transport.resume_reading()
                 context.pool.release(upstream, now)
-            elif self.stats.aborted is not None or not self.request_sent:
+            elif fate is _ABORT:
                 upstream.abort()
             else:
                 upstream.close()
@@ -1031,15 +1130,21 @@ UPSTREAM_POOL: Final = web.AppKey("upstream_pool", UpstreamPool)
 
 
 __all__ = (
-    "CLIENT_CLOSED_REQUEST",
     "POOL_IDLE_TIMEOUT",
+    "TRANSITIONS",
     "UPSTREAM_POOL",
     "ClientConnection",
     "Exchange",
+    "Fate",
+    "ReadPause",
     "RelayContext",
     "RelayServer",
+    "Stage",
+    "StageError",
     "UpstreamConnection",
     "UpstreamPool",
+    "check_transition",
     "hands_over",
+    "runner_connection_fate",
     "sweep_interval",
 )
