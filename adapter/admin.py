@@ -20,15 +20,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from adapter.http.proxy import (
-    CONFIG,
-    METRICS,
-    UPSTREAM,
-    UpstreamClient,
-    UpstreamError,
-    classify_upstream_failure,
-    new_request_id,
-)
+from adapter.http.errors import UpstreamError, classify_upstream_failure, upstream_error_answer
+from adapter.http.proxy import CONFIG, METRICS, UPSTREAM, UpstreamClient, new_request_id
 from adapter.jobs.workflow import RunnerAnswer, Workflow, classify, needs_job_lookup
 from adapter.log import get_logger
 from adapter.submission import rewrite_status
@@ -125,7 +118,7 @@ async def job_workflow(request: web.Request) -> web.Response:
             else None
         )
     except UpstreamError as exc:
-        code = "upstream_timeout" if exc.kind == "timeout" else "upstream_unavailable"
+        code = upstream_error_answer(exc).code
         return web.json_response(
             {"job_id": job_id, "error": f"runner did not answer: {exc.detail}", "error_code": code},
             status=exc.status,

@@ -9,7 +9,6 @@ Run the proxy app with ``make_proxy_runner`` so request bodies stay raw.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
@@ -21,10 +20,10 @@ from prometheus_client import CollectorRegistry
 from adapter import __version__
 from adapter.admin import PROXY_APP, READINESS, Readiness, create_admin_app
 from adapter.config import DEFAULT_CLIENT_IDLE_TIMEOUT, Config
+from adapter.http.aiohttp_seams import ServerWrappingRunner
+from adapter.http.errors import ADAPTER_ERROR_ANSWER, CLIENT_TIMEOUT_ANSWER, UpstreamError
 from adapter.http.forwarding import X_REQUEST_ID, ClientIpPolicy, accept_request_id
 from adapter.http.proxy import (
-    ADAPTER_ERROR_ANSWER,
-    CLIENT_TIMEOUT_ANSWER,
     CONFIG,
     JOBS_SUBMIT_HANDLER,
     JOBS_SUBMIT_PATH,
@@ -34,14 +33,13 @@ from adapter.http.proxy import (
     REQUEST_STATS,
     UPSTREAM,
     ClientBodyTimeout,
-    RequestStats,
     UpstreamClient,
-    UpstreamError,
     adapter_response,
     new_request_id,
     pass_through,
     upstream_error_response,
 )
+from adapter.http.record import CLIENT_CLOSED_REQUEST, RequestStats, finish_request
 from adapter.http.relay import UPSTREAM_POOL, RelayContext, RelayServer, UpstreamPool
 from adapter.http.websocket import (
     OPEN_WEBSOCKETS,
@@ -55,8 +53,6 @@ from adapter.replay_store import replay_store_ctx
 from adapter.rewrite_guard import REWRITE_GUARD, RewriteGuard
 from adapter.submission import handle_jobs_submit
 
-# Status recorded for requests whose client went away before an answer (nginx's 499).
-CLIENT_CLOSED_REQUEST: Final = 499
 CLIENT_IDLE_TIMEOUT: Final = DEFAULT_CLIENT_IDLE_TIMEOUT
 
 _log = get_logger("adapter.app")
@@ -123,30 +119,18 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
                 stats.bytes_out += response.body_length
             return response
         finally:
-            metrics.inflight.dec()
-            duration = loop.time() - started
-            if stats.upstream_error is not None:
-                metrics.upstream_errors.labels(kind=stats.upstream_error).inc()
-            metrics.observe_request(request.method, route, status, duration)
-            # One bind per request, as a plain _log.info would do; the line's fields are
-            # only computed when it is written.
-            log = _log.bind()
-            if log.is_enabled_for(logging.INFO):
-                log.info(
-                    "request",
-                    method=request.method,
-                    path=request.raw_path.split("?", 1)[0],
-                    route=route,
-                    status=status,
-                    duration_ms=round(duration * 1000, 3),
-                    upstream_ms=None if stats.upstream_ms is None else round(stats.upstream_ms, 3),
-                    upstream_status=stats.upstream_status,
-                    upstream_error=stats.upstream_error,
-                    bytes_in=stats.bytes_in,
-                    bytes_out=stats.bytes_out,
-                    client_ip=stats.client_ip or request.remote,
-                    aborted=stats.aborted,
-                )
+            finish_request(
+                metrics,
+                _log.bind(),  # one bind per request, as a plain _log.info would do
+                request_id=request_id,
+                method=request.method,
+                target=request.raw_path,
+                route=route,
+                status=status,
+                seconds=loop.time() - started,
+                stats=stats,
+                peer_ip=request.remote,
+            )
 
 
 async def _stamp_request_id(request: web.Request, response: web.StreamResponse) -> None:
@@ -208,7 +192,7 @@ def _warn_about_replay_protection(config: Config) -> None:
         )
 
 
-class ProxyRunner(web.AppRunner):
+class ProxyRunner(ServerWrappingRunner):
     """The proxy app's runner: plain requests go through ``adapter.http.relay``, the rest (and
     every request when ``lean_relay`` is off) through aiohttp's server."""
 
@@ -216,8 +200,7 @@ class ProxyRunner(web.AppRunner):
         super().__init__(app, keepalive_timeout=client_idle_timeout, **kwargs)
         self._client_idle_timeout = client_idle_timeout
 
-    async def _make_server(self) -> web.Server:
-        inner = await super()._make_server()
+    def wrap_server(self, inner: web.Server) -> web.Server:
         config = self.app[CONFIG]
         if not config.lean_relay:
             return inner

@@ -27,13 +27,13 @@ import orjson
 from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
+from adapter.http.errors import UpstreamError
 from adapter.http.forwarding import strip_hop_by_hop
 from adapter.http.proxy import (
     CONFIG,
     METRICS,
     REQUEST_ID,
     UPSTREAM,
-    UpstreamError,
     raw_path_qs,
     read_client_body,
     relay_response,

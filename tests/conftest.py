@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import io
 import json
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
+import structlog
 from aiohttp import web
 from hypothesis import HealthCheck, settings
 from multidict import CIMultiDict
@@ -24,6 +27,7 @@ from yarl import URL
 from adapter.admin import Readiness
 from adapter.app import create_admin_app, create_app, make_admin_runner, make_proxy_runner
 from adapter.config import Config
+from adapter.log import configure_logging
 
 # One Hypothesis profile for the whole suite. A cold example database (a fresh clone, CI's new
 # container) makes the first text draw build Hypothesis' character tables (~1.4 s), and a loaded
@@ -63,6 +67,31 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def connector_counts(connector: aiohttp.BaseConnector) -> tuple[int, int]:
+    """(connections in use, idle pooled connections) of an aiohttp client connector.
+
+    The fourth aiohttp seam (the others are in adapter/http/aiohttp_seams.py): aiohttp
+    has no public count, so this reads the private ``_acquired`` set and ``_conns`` dict
+    (aiohttp 3.14.5); tests/test_aiohttp_seams.py checks both still exist.
+    """
+    return len(connector._acquired), sum(len(idle) for idle in connector._conns.values())
+
+
+@pytest.fixture(name="log_lines")
+def _log_lines() -> Iterator[io.BytesIO]:
+    """Every log line (debug and up) as JSON, into a buffer instead of stdout."""
+    buffer = io.BytesIO()
+    configure_logging("debug", "json", binary_stream=buffer)
+    yield buffer
+    structlog.reset_defaults()
+
+
+def logged(buffer: io.BytesIO, event: str | None = None) -> list[dict[str, object]]:
+    """The JSON lines written to ``buffer``, only those of ``event`` when given."""
+    lines = [orjson.loads(line) for line in buffer.getvalue().splitlines() if line]
+    return lines if event is None else [line for line in lines if line.get("event") == event]
 
 
 @dataclass

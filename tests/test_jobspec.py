@@ -18,6 +18,7 @@ from adapter.jobs.jobspec import (
     Kind,
     decode_cross_region_request,
     decode_jobspec,
+    is_cross_region_request,
     marshal_go,
     parse_rfc3339,
 )
@@ -380,3 +381,21 @@ def test_zero_value_is_go_zero_and_fresh_each_time(struct: GoStruct) -> None:
             first[name].clear()
         first[name] = "changed"
     assert struct.zero_value() == _zero_by_kind(struct)
+
+
+@pytest.mark.parametrize(
+    ("body", "wrapped"),
+    [
+        (b'{"id":"j1","jobspec":{"id":"j1"},"target_regions":["eu"]}', True),
+        (b'{"JobSpec":{"id":"j1"}}', True),  # Go binds case-folded member names
+        (b'{"jobspec":null}', True),  # wrapped, though the runner rejects it (required)
+        (b'{"id":"j1","benchmark":{"name":"b"}}', False),
+        (b'{"job_spec":{"id":"j1"}}', False),  # another name, not a fold of jobspec
+        (b'{"metadata":{"jobspec":{}}}', False),  # only a top-level member counts
+        (b'[{"jobspec":{}}]', False),
+        (b"not json", False),
+    ],
+)
+def test_is_cross_region_request(body: bytes, wrapped: bool) -> None:
+    """The one rule, as the runner's decoder binds the body, for every caller."""
+    assert is_cross_region_request(body) is wrapped

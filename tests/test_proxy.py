@@ -7,7 +7,7 @@ import contextlib
 import gzip
 import io
 import re
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
 import orjson
@@ -15,12 +15,12 @@ import pytest
 import structlog
 from aiohttp import web
 
+from adapter.http.errors import ProxyStatus, UpstreamError
 from adapter.http.proxy import (
     CONFIG,
     JOBS_SUBMIT_HANDLER,
     REQUEST_ID,
     UPSTREAM,
-    UpstreamError,
     relay_response,
     request_body,
     upstream_headers,
@@ -33,6 +33,7 @@ from tests.conftest import (
     RecordingUpstream,
     RunningAdapter,
     free_port,
+    logged,
     raw_exchange,
 )
 
@@ -463,37 +464,93 @@ async def test_slow_but_moving_download_is_not_cut(
         assert await response.read() == b"slow done"
 
 
-class _DroppingUpstream(RawTcpUpstream):
-    """A raw TCP upstream that reads the request head, then closes without answering."""
+class _AnswersThenDrops(RawTcpUpstream):
+    """A raw TCP runner that answers the first ``answered`` requests of each connection
+    (keep-alive), then reads the next request whole and closes without answering: with
+    ``answered=1``, a runner that timed an idle connection out just as it was reused."""
 
-    def __init__(self) -> None:
+    def __init__(self, answered: int) -> None:
+        self.answered = answered
         self.connections = 0
-        self.heads: list[bytes] = []
+        self.requests: list[tuple[int, str, bytes]] = []
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        with contextlib.suppress(asyncio.IncompleteReadError):
-            self.heads.append(await reader.readuntil(b"\r\n\r\n"))
+        connection = self.connections
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            for turn in range(self.answered + 1):
+                head = await reader.readuntil(b"\r\n\r\n")
+                match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                body = await reader.readexactly(int(match[1]) if match else 0)
+                line = head.split(b"\r\n", 1)[0].decode()
+                self.requests.append((connection, line, body))
+                if turn == self.answered:
+                    break
+                answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
+                writer.write(answer if line.startswith("HEAD ") else answer + b"ok")
+                await writer.drain()
         writer.close()
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "POST"])
-async def test_reset_is_502_and_never_retried(
+async def test_reset_on_a_fresh_connection_is_502_and_never_retried(
     start_adapter: AdapterFactory, http: aiohttp.ClientSession, method: str
 ) -> None:
-    """An upstream that drops the connection gives 502, and the request is sent once only."""
-    dropping = _DroppingUpstream()
+    """A runner that drops a new connection gives 502 at once: a fresh connection that
+    fails proves nothing stale, so not even a GET is sent again."""
+    dropping = _AnswersThenDrops(answered=0)
     async with dropping as port:
         adapter = await start_adapter(f"http://127.0.0.1:{port}")
-        # Warm the pool so the next request rides a reused connection (aiohttp's retry case).
-        for _ in range(2):
-            async with http.request(method, adapter.url / "x", data=b"body") as response:
-                assert response.status == 502
-                assert response.headers["Proxy-Status"].endswith("error=connection_terminated")
-    assert dropping.connections == 2
-    assert len(dropping.heads) == 2
+        async with http.request(method, adapter.url / "x", data=b"body") as response:
+            assert response.status == 502
+            assert response.headers["Proxy-Status"].endswith("error=connection_terminated")
+    assert [(c, line) for c, line, _ in dropping.requests] == [(1, f"{method} /x HTTP/1.1")]
     errors = adapter.registry.get_sample_value("adapter_upstream_errors_total", {"kind": "reset"})
-    assert errors == 2.0
+    assert errors == 1.0
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "resent"),
+    [
+        pytest.param("GET", None, True, id="get"),
+        pytest.param("HEAD", None, True, id="head"),
+        pytest.param("GET", b"q" * 100, True, id="get-small-body-held"),
+        pytest.param("GET", b"q" * 70_000, False, id="get-large-body-streamed"),
+        pytest.param("PUT", b"x", False, id="put"),
+        pytest.param("POST", b"x", False, id="post"),
+    ],
+)
+async def test_stale_pooled_connection(
+    start_adapter: AdapterFactory,
+    http: aiohttp.ClientSession,
+    method: str,
+    body: bytes | None,
+    resent: bool,
+) -> None:
+    """The pool is warmed for real (the runner sees the first two requests on ONE
+    connection), then the runner drops that connection under the next request: a safe
+    request held whole is sent once more on a fresh connection, anything else is 502."""
+    upstream = _AnswersThenDrops(answered=2)
+    async with upstream as port:
+        adapter = await start_adapter(f"http://127.0.0.1:{port}")
+        statuses = []
+        for _ in range(2):  # warm: the second request rides the pooled connection
+            async with http.get(adapter.url / "warm") as response:
+                assert await response.read() == b"ok"
+        assert [c for c, _, _ in upstream.requests] == [1, 1]
+        async with http.request(method, adapter.url / "job", data=body) as response:
+            await response.read()
+            statuses.append(response.status)
+    seen = [(c, line, sent) for c, line, sent in upstream.requests[2:]]
+    expected = (method + " /job HTTP/1.1", body or b"")
+    if resent:
+        assert statuses == [200]
+        assert seen == [(1, *expected), (2, *expected)]  # the same bytes, on a new connection
+    else:
+        assert statuses == [502]
+        assert seen == [(1, *expected)]
+    errors = adapter.registry.get_sample_value("adapter_upstream_errors_total", {"kind": "reset"})
+    assert errors == (0.0 if resent else 1.0)
 
 
 async def test_upstream_failure_mid_body_aborts_client(
@@ -578,7 +635,7 @@ async def _broken(request: web.Request) -> web.StreamResponse:
 
 
 async def _timing_out(request: web.Request) -> web.StreamResponse:
-    raise UpstreamError("timeout", "http_response_timeout", "test")
+    raise UpstreamError(ProxyStatus.HTTP_RESPONSE_TIMEOUT, "test")
 
 
 @pytest.mark.parametrize(
@@ -631,18 +688,6 @@ async def test_request_metrics(
     assert sample("adapter_inflight_requests") == 0.0
 
 
-@pytest.fixture(name="log_lines")
-def _log_lines() -> Iterator[io.BytesIO]:
-    buffer = io.BytesIO()
-    configure_logging("debug", "json", binary_stream=buffer)
-    yield buffer
-    structlog.reset_defaults()
-
-
-def _parse(buffer: io.BytesIO) -> list[dict[str, object]]:
-    return [orjson.loads(line) for line in buffer.getvalue().splitlines() if line]
-
-
 async def test_canonical_log_line(
     upstream: RecordingUpstream,
     start_adapter: AdapterFactory,
@@ -657,7 +702,7 @@ async def test_canonical_log_line(
         headers={"X-Request-ID": "log-test-1"},
     ) as response:
         body = await response.read()
-    lines = [line for line in _parse(log_lines) if line.get("event") == "request"]
+    lines = logged(log_lines, "request")
     assert len(lines) == 1
     line = lines[0]
     assert line["request_id"] == "log-test-1"
@@ -677,7 +722,7 @@ async def test_every_line_of_a_request_carries_its_id(
     adapter = await start_adapter(f"http://127.0.0.1:{free_port()}")
     async with http.get(adapter.url / "x", headers={"X-Request-ID": "trace-me"}) as response:
         assert response.status == 502
-    request_lines = [line for line in _parse(log_lines) if line.get("component") != "adapter.admin"]
+    request_lines = [line for line in logged(log_lines) if line.get("component") != "adapter.admin"]
     events = {line["event"] for line in request_lines}
     assert {"upstream_failed", "request"} <= events
     assert all(line.get("request_id") == "trace-me" for line in request_lines)
@@ -695,6 +740,6 @@ async def test_canonical_line_follows_the_log_level(
             assert response.status == 502
     finally:
         structlog.reset_defaults()
-    lines = _parse(buffer)
+    lines = logged(buffer)
     assert [line["event"] for line in lines] == ["upstream_failed"]
     assert lines[0]["request_id"] == "quiet-1"

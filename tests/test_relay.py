@@ -22,18 +22,17 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 import pytest
-import structlog
 from aiohttp import WSMsgType, web
 from pytest_aiohttp import AiohttpServer
 from yarl import URL
 
 from adapter.http.relay import RelayServer
-from adapter.log import configure_logging
 from tests.conftest import (
     AdapterFactory,
     RawTcpUpstream,
     RecordingUpstream,
     RunningAdapter,
+    logged,
     served_proxy_runner,
 )
 
@@ -818,6 +817,27 @@ async def test_lean_answer_adds_no_fields_of_its_own(start_adapter: AdapterFacto
     assert reply.headers == [("X-A", "1"), ("Content-Length", "1"), ("X-Request-ID", "bare-1")]
 
 
+async def test_both_paths_write_the_same_request_line(
+    start_adapter: AdapterFactory, upstream: RecordingUpstream, log_lines: io.BytesIO
+) -> None:
+    """One request on each path: the canonical log lines have the same keys, and the same
+    values but for the timings and the component that wrote them."""
+    for env in (LEAN, AIOHTTP):
+        adapter = await start_adapter(upstream.url, env)
+        async with connect(adapter.port) as client:
+            sent = request("POST", "/echo?token=secret", "X-Request-ID: line-1", body=b"12345")
+            reply = await client.exchange(sent)
+        assert reply.status == 200
+    lean, aiohttp_line = logged(log_lines, "request")
+    assert set(lean) == set(aiohttp_line)
+    varying = {"timestamp", "duration_ms", "upstream_ms", "component"}
+    assert {k: v for k, v in lean.items() if k not in varying} == {
+        k: v for k, v in aiohttp_line.items() if k not in varying
+    }
+    assert (lean["component"], aiohttp_line["component"]) == ("adapter.relay", "adapter.app")
+    assert (lean["request_id"], lean["path"], lean["bytes_in"]) == ("line-1", "/echo", 5)
+
+
 # --- 5. Flow control ---
 
 
@@ -871,19 +891,6 @@ class BigDownloadRunner(Runner):
             self.ended.set()
 
 
-@pytest.fixture(name="log_lines")
-def _log_lines() -> Iterator[io.BytesIO]:
-    buffer = io.BytesIO()
-    configure_logging("info", "json", binary_stream=buffer)
-    yield buffer
-    structlog.reset_defaults()
-
-
-def _request_lines(buffer: io.BytesIO) -> list[dict[str, object]]:
-    lines = [orjson.loads(line) for line in buffer.getvalue().splitlines() if line]
-    return [line for line in lines if line.get("event") == "request"]
-
-
 async def test_big_download_to_a_slow_client(
     start_adapter: AdapterFactory, log_lines: io.BytesIO
 ) -> None:
@@ -901,7 +908,7 @@ async def test_big_download_to_a_slow_client(
     assert sent_before_reading < BIG // 2
     assert runner.outcome == "complete"
     assert hashlib.sha256(reply.body).digest() == hashlib.sha256(data).digest()
-    [line] = _request_lines(log_lines)
+    [line] = logged(log_lines, "request")
     assert (line["bytes_in"], line["bytes_out"], line["status"]) == (0, BIG, 200)
 
 
@@ -925,7 +932,7 @@ async def test_big_upload_to_a_slow_runner(
             reply = await client.reply(within=30)
     assert written_before_runner_read < BIG // 2
     assert reply.body == hashlib.sha256(data).hexdigest().encode()
-    [line] = _request_lines(log_lines)
+    [line] = logged(log_lines, "request")
     assert (line["bytes_in"], line["status"]) == (BIG, 200)
 
 

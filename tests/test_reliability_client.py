@@ -23,7 +23,13 @@ from pytest_aiohttp import AiohttpServer
 from adapter.app import CLIENT_IDLE_TIMEOUT
 from adapter.http.proxy import UPSTREAM
 from adapter.http.relay import RelayServer
-from tests.conftest import AdapterFactory, RecordingUpstream, RunningAdapter, served_proxy_runner
+from tests.conftest import (
+    AdapterFactory,
+    RecordingUpstream,
+    RunningAdapter,
+    connector_counts,
+    served_proxy_runner,
+)
 from tests.served_adapter import served_adapter
 
 DECLARED = 50 * 1024 * 1024
@@ -105,10 +111,11 @@ async def _quiet(adapter: RunningAdapter) -> None:
     assert isinstance(connector, aiohttp.TCPConnector)
     for _ in range(250):  # bounded: 5 s
         inflight = adapter.registry.get_sample_value("adapter_inflight_requests")
-        if inflight == 0 and not connector._acquired:
+        acquired, _ = connector_counts(connector)
+        if inflight == 0 and not acquired:
             return
         await asyncio.sleep(0.02)
-    raise AssertionError(f"still busy: inflight={inflight}, acquired={len(connector._acquired)}")
+    raise AssertionError(f"still busy: inflight={inflight}, acquired={acquired}")
 
 
 @pytest.mark.parametrize(

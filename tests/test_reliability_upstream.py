@@ -28,7 +28,7 @@ from yarl import URL
 
 from adapter.http.proxy import UPSTREAM
 from adapter.http.relay import UPSTREAM_POOL
-from tests.conftest import AdapterFactory, RunningAdapter, free_port
+from tests.conftest import AdapterFactory, RunningAdapter, connector_counts, free_port
 
 TIMEOUT = 0.5
 ENV = {"ADAPTER_UPSTREAM_TIMEOUT": str(TIMEOUT), "ADAPTER_UPSTREAM_CONNECT_TIMEOUT": "1"}
@@ -198,9 +198,9 @@ def _upstream_connections(adapter: RunningAdapter) -> tuple[int, int]:
     pool = adapter.app[UPSTREAM_POOL]
     connector = adapter.app[UPSTREAM].session.connector
     assert isinstance(connector, aiohttp.TCPConnector)
-    in_use = len(connector._acquired) + pool.open_connections - pool.idle_connections
-    idle = sum(len(c) for c in connector._conns.values()) + pool.idle_connections
-    return in_use, idle
+    acquired, pooled = connector_counts(connector)
+    in_use = acquired + pool.open_connections - pool.idle_connections
+    return in_use, pooled + pool.idle_connections
 
 
 FAULTS = [

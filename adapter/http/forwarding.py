@@ -19,7 +19,7 @@ from typing import Final, TypeAlias
 from multidict import CIMultiDict, MultiMapping, istr
 from yarl import URL
 
-from adapter.http.http1 import connection_tokens as connection_value_tokens
+from adapter.http.http1 import connection_tokens
 
 # Any case-insensitive multi-valued header view: CIMultiDict or its read-only proxy.
 Headers: TypeAlias = MultiMapping[str]
@@ -99,11 +99,6 @@ class ClientOrigin:
     forwarded_for: tuple[str, ...]
 
 
-def connection_tokens(headers: Headers) -> frozenset[str]:
-    """The field names, lower-cased, listed in every Connection header (RFC 9110 §7.6.1)."""
-    return frozenset(connection_value_tokens(headers.getall("Connection", ())))
-
-
 def kept_fields(fields: Sequence[Field], always: frozenset[str]) -> list[Field]:
     """Fields without ``always`` (lower-case names) and those Connection nominates.
 
@@ -116,7 +111,7 @@ def kept_fields(fields: Sequence[Field], always: frozenset[str]) -> list[Field]:
         values = [
             value for (_, value), name in zip(fields, lowered, strict=True) if name == "connection"
         ]
-        dropped = always | frozenset(connection_value_tokens(values) - PROTECTED)
+        dropped = always | (connection_tokens(values) - PROTECTED)
     return [field for field, name in zip(fields, lowered, strict=True) if name not in dropped]
 
 
@@ -253,7 +248,6 @@ __all__ = (
     "ForwardedFacts",
     "accept_request_id",
     "build_upstream_headers",
-    "connection_tokens",
     "forwarded_host",
     "forwarded_proto",
     "is_acceptable_request_id",

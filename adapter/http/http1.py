@@ -58,9 +58,14 @@ class RequestHead(NamedTuple):
     keep_alive: bool
 
 
-def connection_tokens(values: Iterable[str]) -> set[str]:
-    """The lower-cased tokens of Connection field values."""
-    return {token.strip().lower() for value in values for token in value.split(",")} - {""}
+_NO_TOKEN: Final = frozenset({""})
+
+
+def connection_tokens(values: Iterable[str]) -> frozenset[str]:
+    """The lower-cased tokens of Connection field values (RFC 9110 §7.6.1): the options
+    and field names they nominate. Pass every Connection value, e.g. ``getall``'s."""
+    tokens = [token.strip().lower() for value in values for token in value.split(",")]
+    return frozenset(tokens) - _NO_TOKEN
 
 
 def parse_request_head(head: bytes) -> RequestHead | None:
@@ -102,7 +107,7 @@ def parse_request_head(head: bytes) -> RequestHead | None:
                 return None
     if lengths > 1 or hosts != 1:
         return None
-    tokens = connection_tokens(connection) if connection else set()
+    tokens = connection_tokens(connection) if connection else frozenset()
     if "upgrade" in tokens:
         return None
     return RequestHead(method, target, fields, content_length, "close" not in tokens)
@@ -194,7 +199,7 @@ def parse_response_head(head: bytes, request_method: str) -> ResponseHead:
     if len(connection) == 1 and connection[0] in _COMMON_CONNECTION:
         nominated = _COMMON_CONNECTION[connection[0]]
     elif connection:
-        nominated = frozenset(connection_tokens(connection))
+        nominated = connection_tokens(connection)
     reusable = minor and "close" not in nominated
     content_length = 0
     if codings:

@@ -19,15 +19,21 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import aiohttp
-import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
 from adapter.config import Config
+from adapter.http.aiohttp_seams import disable_builtin_retry
+from adapter.http.errors import (
+    AdapterAnswer,
+    UpstreamError,
+    classify_upstream_failure,
+    upstream_error_answer,
+)
 from adapter.http.forwarding import (
     X_REQUEST_ID,
     ClientIpPolicy,
@@ -35,13 +41,12 @@ from adapter.http.forwarding import (
     build_upstream_headers,
     strip_hop_by_hop,
 )
+from adapter.http.record import RequestStats
+from adapter.http.retry import may_resend
 from adapter.log import get_logger
 from adapter.metrics import Metrics
 
-UpstreamErrorKind = Literal["connect", "timeout", "reset", "protocol"]
-
 JOBS_SUBMIT_PATH: Final = "/api/v1/jobs"
-PROXY_NAME: Final = "beacon-adapter"
 # Options for the proxy port's AppRunner: raw request bodies, and a client that goes
 # away cancels its handler (and with it the upstream request).
 PROXY_SERVER_OPTIONS: Final[Mapping[str, Any]] = {
@@ -59,54 +64,6 @@ _STREAM_READ: Final = 64 * 1024
 _log = get_logger("adapter.proxy")
 
 
-@dataclass(slots=True)
-class RequestStats:
-    """Per-request facts for the canonical log line, filled in as the request progresses."""
-
-    client_ip: str | None = None
-    bytes_in: int = 0
-    bytes_out: int = 0
-    upstream_ms: float | None = None
-    upstream_status: int | None = None
-    upstream_error: str | None = None
-    aborted: str | None = None
-
-
-class UpstreamError(Exception):
-    """Talking to the runner failed; ``kind`` is the metric label, ``proxy_status`` the
-    RFC 9209 error type."""
-
-    def __init__(self, kind: UpstreamErrorKind, proxy_status: str, detail: str) -> None:
-        super().__init__(f"{kind}: {detail}")
-        self.kind: UpstreamErrorKind = kind
-        self.proxy_status = proxy_status
-        self.detail = detail
-
-    @property
-    def status(self) -> int:
-        """504 for timeouts, 502 for everything else."""
-        return 504 if self.kind == "timeout" else 502
-
-
-def classify_upstream_failure(exc: BaseException) -> UpstreamError:
-    """Map an aiohttp/OS exception to an UpstreamError; most specific first, timeouts
-    before connection errors because ServerTimeoutError is both."""
-    detail = type(exc).__name__
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return UpstreamError("timeout", "connection_timeout", detail)
-    if isinstance(exc, TimeoutError):
-        return UpstreamError("timeout", "http_response_timeout", detail)
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return UpstreamError("connect", "dns_error", detail)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return UpstreamError("connect", "connection_refused", detail)
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError | OSError):
-        return UpstreamError("reset", "connection_terminated", detail)
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return UpstreamError("protocol", "http_response_incomplete", detail)
-    return UpstreamError("protocol", "http_protocol_error", detail)
-
-
 class ClientBodyTimeout(Exception):
     """The client sent no request-body bytes for ``client_idle_timeout`` seconds: it is
     answered 408 (if nothing was answered yet) and its connection closed."""
@@ -121,10 +78,6 @@ async def read_client_body(request: web.Request, size: int = -1) -> bytes:
     except TimeoutError:
         request_stats(request).aborted = "client_timeout"
         raise ClientBodyTimeout from None
-
-
-# RFC 9110 §9.2.1: methods that change nothing on the server.
-SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
 @dataclass(slots=True)
@@ -146,21 +99,6 @@ def _reuse_trace() -> aiohttp.TraceConfig:
     trace = aiohttp.TraceConfig()
     trace.on_connection_reuseconn.append(_on_connection_reuse)
     return trace
-
-
-def is_stale_connection_failure(
-    method: str, body: object, exc: BaseException, reused: bool
-) -> bool:
-    """True when a request may be sent once more: a safe method with no streamed body
-    whose pooled connection turned out closed (RFC 9112 §9.3.1). A fresh connection
-    that fails is never retried, and neither is anything that could change state."""
-    return (
-        reused
-        and method in SAFE_METHODS
-        and (body is None or isinstance(body, bytes))
-        and isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
-        and not isinstance(exc, aiohttp.ClientConnectorError)
-    )
 
 
 class UpstreamClient:
@@ -195,7 +133,7 @@ class UpstreamClient:
         )
         # aiohttp re-sends PUT and DELETE too when a connection drops, whether or not it was
         # a pooled one; the proxy makes that call itself, for safe methods only (send()).
-        session._retry_connection = False
+        disable_builtin_retry(session)
         return cls(config.upstream_url, session)
 
     async def close(self) -> None:
@@ -232,9 +170,19 @@ class UpstreamClient:
                     trace_request_ctx=attempt,
                 )
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                if last_try or not is_stale_connection_failure(method, body, exc, attempt.reused):
-                    raise classify_upstream_failure(exc) from exc
-                _log.info("stale_connection_retry", method=method, error=type(exc).__name__)
+                failure = classify_upstream_failure(exc)
+                if not may_resend(
+                    method,
+                    body_held=body is None or isinstance(body, bytes),
+                    reused=attempt.reused,
+                    failure=failure.proxy_status,
+                    # aiohttp does not tell a half-read head apart (its own retry
+                    # assumes the same); a whole head returns from request().
+                    answer_started=False,
+                    resent=last_try,
+                ):
+                    raise failure from exc
+                _log.info("stale_connection_retry", method=method, error=failure.detail)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
@@ -408,60 +356,6 @@ def _abort_mid_body(
     return response
 
 
-@dataclass(frozen=True, slots=True)
-class AdapterAnswer:
-    """An answer the adapter gives itself instead of the runner's: one JSON shape, the
-    same on the aiohttp path and the lean relay."""
-
-    status: int
-    reason: str
-    code: str
-    message: str
-    proxy_status: str | None = None
-
-    def render(self, request_id: str) -> tuple[dict[str, str], bytes]:
-        """Headers and JSON body for this request."""
-        body = orjson.dumps(
-            {"error": self.message, "error_code": self.code, "request_id": request_id}
-        )
-        headers = {"Content-Type": "application/json; charset=utf-8"}
-        if self.proxy_status is not None:
-            headers["Proxy-Status"] = f"{PROXY_NAME}; error={self.proxy_status}"
-        headers["X-Request-ID"] = request_id
-        return headers, body
-
-
-CLIENT_TIMEOUT_ANSWER: Final = AdapterAnswer(
-    408, "Request Timeout", "client_timeout", "The request body stopped arriving."
-)
-ADAPTER_ERROR_ANSWER: Final = AdapterAnswer(
-    502,
-    "Bad Gateway",
-    "adapter_error",
-    "The adapter failed while handling the request.",
-    "proxy_internal_error",
-)
-
-
-def upstream_error_answer(exc: UpstreamError) -> AdapterAnswer:
-    """The 502/504 answer when the runner could not be reached or did not answer in time."""
-    if exc.kind == "timeout":
-        return AdapterAnswer(
-            504,
-            "Gateway Timeout",
-            "upstream_timeout",
-            "The runner did not answer in time.",
-            exc.proxy_status,
-        )
-    return AdapterAnswer(
-        502,
-        "Bad Gateway",
-        "upstream_unavailable",
-        "The runner could not be reached.",
-        exc.proxy_status,
-    )
-
-
 def adapter_response(answer: AdapterAnswer, request_id: str) -> web.Response:
     """``answer`` as an aiohttp response."""
     headers, body = answer.render(request_id)
@@ -486,8 +380,6 @@ async def pass_through(request: web.Request) -> web.StreamResponse:
 
 
 __all__ = (
-    "ADAPTER_ERROR_ANSWER",
-    "CLIENT_TIMEOUT_ANSWER",
     "CONFIG",
     "JOBS_SUBMIT_HANDLER",
     "JOBS_SUBMIT_PATH",
@@ -495,16 +387,10 @@ __all__ = (
     "PROXY_SERVER_OPTIONS",
     "REQUEST_ID",
     "REQUEST_STATS",
-    "SAFE_METHODS",
     "UPSTREAM",
-    "AdapterAnswer",
     "ClientBodyTimeout",
-    "RequestStats",
     "UpstreamClient",
-    "UpstreamError",
     "adapter_response",
-    "classify_upstream_failure",
-    "is_stale_connection_failure",
     "new_request_id",
     "pass_through",
     "raw_path_qs",
@@ -512,7 +398,6 @@ __all__ = (
     "relay_response",
     "request_body",
     "request_stats",
-    "upstream_error_answer",
     "upstream_error_response",
     "upstream_headers",
 )

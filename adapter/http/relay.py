@@ -1,11 +1,11 @@
 """The lean pass-through relay: plain HTTP/1.1 requests forwarded on raw asyncio protocols.
 
 Why it exists: aiohttp's web server plus its client cost about 300 µs of CPU per proxied
-request on the bench machine (issue 6); most of that is machinery a byte relay does not
-need. Here a client connection parses each request head once (``http1``), applies the
-same header rules as the aiohttp path (``forwarding``), writes head and body to a pooled
-upstream connection, and moves the answer back transport to transport, with flow control
-both ways so memory stays flat.
+request on the bench machine (``bench/results/latest.md``: the aiohttp path against this
+one); most of that is machinery a byte relay does not need. Here a client connection
+parses each request head once (``http1``), applies the same header rules as the aiohttp
+path (``forwarding``), writes head and body to a pooled upstream connection, and moves
+the answer back transport to transport, with flow control both ways so memory stays flat.
 
 What it does not do, it hands over: the first request that is not plain (the jobs-submit
 route, WebSocket and other upgrades, ``Expect``, chunked uploads, HTTP/1.0, absolute-form
@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import socket
+import enum
 import ssl
 from dataclasses import dataclass
 from typing import Final, cast
@@ -34,6 +33,16 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from adapter.config import Config
+from adapter.http.aiohttp_seams import ServerStandIn
+from adapter.http.errors import (
+    ADAPTER_ERROR_ANSWER,
+    CLIENT_TIMEOUT_ANSWER,
+    AdapterAnswer,
+    ProxyStatus,
+    UpstreamError,
+    classify_upstream_failure,
+    upstream_error_answer,
+)
 from adapter.http.forwarding import (
     HOP_BY_HOP,
     PROTECTED,
@@ -60,21 +69,12 @@ from adapter.http.http1 import (
     serialize_request_head,
     serialize_response_head,
 )
-from adapter.http.proxy import (
-    ADAPTER_ERROR_ANSWER,
-    CLIENT_TIMEOUT_ANSWER,
-    JOBS_SUBMIT_PATH,
-    SAFE_METHODS,
-    AdapterAnswer,
-    UpstreamError,
-    new_request_id,
-    upstream_error_answer,
-)
+from adapter.http.proxy import COALESCE_LIMIT, JOBS_SUBMIT_PATH, new_request_id
+from adapter.http.record import CLIENT_CLOSED_REQUEST, RequestStats, finish_request
+from adapter.http.retry import may_resend, worth_holding
 from adapter.log import get_logger
 from adapter.metrics import Metrics, route_label
 
-# Status recorded when the client went away before the answer was complete (nginx's 499).
-CLIENT_CLOSED_REQUEST: Final = 499
 # A pooled runner connection unused for this long is closed (aiohttp's client default),
 # before the runner's own idle timeout can race a request sent on it.
 POOL_IDLE_TIMEOUT: Final = 15.0
@@ -91,10 +91,82 @@ _log = get_logger("adapter.relay")
 _DROPPED_CACHE_SIZE: Final = 64
 # Framing members as module constants: enum attribute access costs ~0.3 µs on 3.11.
 _NONE, _LENGTH, _CHUNKED, _CLOSE = Framing.NONE, Framing.LENGTH, Framing.CHUNKED, Framing.CLOSE
-# Response fields not relayed to the client: hop-by-hop ones, the runner's copy of our
-# request id, and a Content-Length beside chunked framing (RFC 9112 §6.3).
+# Response fields never relayed to the client: hop-by-hop ones and the runner's copy of
+# our request id. ``_dropped`` adds the fields the runner's Connection nominates, and
+# Content-Length when the body goes out chunked (RFC 9112 §6.3).
 _RESPONSE_DROPPED: Final = HOP_BY_HOP | {"x-request-id"}
 _DROPPED_CACHE: dict[tuple[Framing, frozenset[str]], frozenset[str]] = {}
+
+
+class Stage(enum.IntEnum):
+    """Where one exchange is; ``TRANSITIONS`` says where it may go next.
+
+    An IntEnum only so that the check on every move hashes in C.
+    """
+
+    CONNECTING = 1  # no runner connection yet: the request waits in ``pending``
+    SENDING = 2  # on a runner connection, the request body still coming from the client
+    WAITING = 3  # the whole request sent, no answer head yet (interim answers skipped)
+    RELAYING = 4  # the answer head relayed, its body following; the upload may still be
+    #               unfinished when the runner answered early (the client connection closes)
+    DONE = 5  # recorded; the runner connection released, closed or aborted
+
+
+TRANSITIONS: Final[dict[Stage, frozenset[Stage]]] = {
+    Stage.CONNECTING: frozenset({Stage.SENDING, Stage.WAITING, Stage.DONE}),
+    Stage.SENDING: frozenset({Stage.WAITING, Stage.RELAYING, Stage.DONE}),
+    # CONNECTING again: resent once on a fresh connection after a stale pooled one.
+    Stage.WAITING: frozenset({Stage.RELAYING, Stage.CONNECTING, Stage.DONE}),
+    Stage.RELAYING: frozenset({Stage.DONE}),
+    Stage.DONE: frozenset(),
+}
+_CONNECTING, _SENDING, _WAITING, _RELAYING, _DONE = Stage
+
+
+class StageError(RuntimeError):
+    """A move ``TRANSITIONS`` does not allow: a bug in the relay."""
+
+
+def check_transition(old: Stage, new: Stage) -> None:
+    """Raise StageError unless ``TRANSITIONS`` allows moving from ``old`` to ``new``."""
+    if new not in TRANSITIONS[old]:
+        raise StageError(f"exchange stage {old.name} -> {new.name} is not allowed")
+
+
+class Fate(enum.Enum):
+    """What becomes of the runner connection when an exchange ends."""
+
+    RELEASE = "release"  # back to the pool: in step, the whole request sent
+    CLOSE = "close"  # closed after what was written: not reusable, nothing abandoned
+    ABORT = "abort"  # reset at once: the request was abandoned and the runner must see it
+
+
+_RELEASE, _CLOSE_CONNECTION, _ABORT = Fate
+
+
+def runner_connection_fate(
+    *, request_sent: bool, in_step: bool, abandoned: bool, closed: bool
+) -> Fate:
+    """Release a connection that is ``in_step`` (the answer read exactly to its end)
+    after the whole request was sent, unless it closed meanwhile; abort one whose
+    request was ``abandoned`` (the client left, timed out or the answer broke) or not
+    sent in full, so the runner sees a reset; close the rest gracefully."""
+    if in_step and request_sent and not closed:
+        return _RELEASE
+    if abandoned or not request_sent:
+        return _ABORT
+    return _CLOSE_CONNECTION
+
+
+class ReadPause(enum.StrEnum):
+    """Why the relay is not reading from a client (several may hold at once)."""
+
+    BUFFER = "buffer"  # pipelined bytes past CLIENT_BUFFER_LIMIT wait for their turn
+    PENDING = "pending"  # a body past CLIENT_BUFFER_LIMIT waits for a runner connection
+    UPSTREAM = "upstream"  # the runner is not taking the upload as fast as it comes
+
+
+_PAUSE_BUFFER, _PAUSE_PENDING, _PAUSE_UPSTREAM = ReadPause
 
 
 def _dropped(framing: Framing, nominated: frozenset[str]) -> frozenset[str]:
@@ -121,16 +193,6 @@ def sweep_interval(*timeouts: float) -> float:
 def hands_over(head: RequestHead) -> bool:
     """Plain requests the relay still leaves to aiohttp: the jobs-submit route."""
     return head.method == "POST" and head.target.split("?", 1)[0] == JOBS_SUBMIT_PATH
-
-
-def connect_failure(exc: BaseException) -> UpstreamError:
-    """Map a failure to open a runner connection to an UpstreamError."""
-    detail = type(exc).__name__
-    if isinstance(exc, TimeoutError):
-        return UpstreamError("timeout", "connection_timeout", detail)
-    if isinstance(exc, socket.gaierror):
-        return UpstreamError("connect", "dns_error", detail)
-    return UpstreamError("connect", "connection_refused", detail)
 
 
 @dataclass(slots=True)
@@ -185,13 +247,13 @@ class UpstreamConnection(asyncio.Protocol):
         exchange = self.exchange
         if exchange is not None:
             exchange.upstream_progress = exchange.client.loop.time()
-            exchange.client.pause_reading("upstream")
+            exchange.client.pause_reading(_PAUSE_UPSTREAM)
 
     def resume_writing(self) -> None:
         exchange = self.exchange
         if exchange is not None:
             exchange.upstream_progress = exchange.client.loop.time()
-            exchange.client.resume_reading("upstream")
+            exchange.client.resume_reading(_PAUSE_UPSTREAM)
 
     def close(self) -> None:
         """Close gracefully; the pool forgets the connection when it is gone."""
@@ -247,7 +309,7 @@ class UpstreamPool:
                     server_hostname=self._host if self._ssl else None,
                 )
         except (TimeoutError, OSError) as exc:
-            raise connect_failure(exc) from exc
+            raise classify_upstream_failure(exc, connecting=True) from exc
         self._all.add(conn)
         return conn
 
@@ -312,7 +374,7 @@ class ClientConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.progress = 0.0
         self.write_paused = False
-        self._read_pauses: set[str] = set()
+        self._read_pauses: set[ReadPause] = set()
         self.closed = False
         # Bound once per connection: binding costs ~3 µs, a tenth of a relayed request.
         self.log = _log.bind()
@@ -344,7 +406,7 @@ class ClientConnection(asyncio.Protocol):
             if self.exchange is None:
                 self.start_next()
             elif len(self.buffer) > CLIENT_BUFFER_LIMIT:
-                self.pause_reading("buffer")
+                self.pause_reading(_PAUSE_BUFFER)
         except Exception:
             self.internal_error()
 
@@ -374,13 +436,13 @@ class ClientConnection(asyncio.Protocol):
 
     # Reading from the client
 
-    def pause_reading(self, reason: str) -> None:
+    def pause_reading(self, reason: ReadPause) -> None:
         """Stop reading from the client for ``reason`` until resumed for it."""
         if not self._read_pauses and self.transport is not None:
             self.transport.pause_reading()
         self._read_pauses.add(reason)
 
-    def resume_reading(self, reason: str) -> None:
+    def resume_reading(self, reason: ReadPause) -> None:
         """Lift one reason for not reading; read again when none is left (the client's
         idle clock restarts: the wait was ours, not its)."""
         if reason in self._read_pauses:
@@ -394,7 +456,7 @@ class ClientConnection(asyncio.Protocol):
         """True while the relay is not reading from the client, for any reason."""
         return bool(self._read_pauses)
 
-    def paused_for(self, reason: str) -> bool:
+    def paused_for(self, reason: ReadPause) -> bool:
         """True while ``reason`` keeps the relay from reading the client."""
         return reason in self._read_pauses
 
@@ -468,7 +530,7 @@ class ClientConnection(asyncio.Protocol):
             self.close()
             return
         self.idle_since = self.loop.time()
-        self.resume_reading("buffer")
+        self.resume_reading(_PAUSE_BUFFER)
         if self.buffer:
             self.start_next()
 
@@ -507,34 +569,38 @@ class ClientConnection(asyncio.Protocol):
 
 
 class Exchange:
-    """One request on the lean path: forwarded to the runner, its answer relayed back."""
+    """One request on the lean path: forwarded to the runner, its answer relayed back.
+
+    ``stage`` is where it is (``Stage``; every move goes through ``_transition``). Beside
+    it, a few facts that are not stages: ``keep_alive`` (the client connection stays
+    open after this answer), ``upstream_reusable`` (the runner connection is in step: its
+    answer framing held so far), ``upstream_paused`` (reading the runner is paused
+    because the client is slow), ``reused`` (the runner connection came from the pool)
+    and ``retried`` (the request was already resent once). When it ends,
+    ``runner_connection_fate`` decides what becomes of the runner connection.
+    """
 
     __slots__ = (
-        "aborted",
         "body_remaining",
-        "bytes_in",
-        "bytes_out",
         "chunks",
         "client",
-        "client_ip",
         "connect_task",
-        "done",
         "head",
         "keep_alive",
         "pending",
         "request_id",
-        "request_sent",
+        "resend",
         "response",
         "response_buffer",
         "response_remaining",
         "retried",
         "reused",
         "route",
+        "stage",
         "started",
+        "stats",
         "status",
         "upstream",
-        "upstream_error",
-        "upstream_ms",
         "upstream_paused",
         "upstream_progress",
         "upstream_reusable",
@@ -546,8 +612,6 @@ class Exchange:
         self.started = client.loop.time()
         self.route = route_label(head.method, head.target)
         self.body_remaining = head.content_length
-        self.bytes_in = 0
-        self.bytes_out = 0
         self.status = CLIENT_CLOSED_REQUEST
         self.upstream: UpstreamConnection | None = None
         self.connect_task: asyncio.Task[None] | None = None
@@ -556,19 +620,29 @@ class Exchange:
         self.response_buffer: bytearray | None = bytearray()
         self.response_remaining = 0
         self.chunks: ChunkedScanner | None = None
-        self.request_sent = False
+        self.stage = _CONNECTING
+        self.resend: bytes | bytearray | None = None
         self.reused = False
         self.retried = False
-        self.done = False
         self.keep_alive = head.keep_alive
         self.upstream_paused = False
         self.upstream_reusable = False
         self.upstream_progress = self.started
-        self.upstream_ms: float | None = None
-        self.upstream_error: str | None = None
-        self.aborted: str | None = None
-        self.client_ip: str | None = client.peer_ip
+        self.stats = RequestStats(client_ip=client.peer_ip)
         self.request_id = ""
+
+    def _transition(self, new: Stage) -> None:
+        """Move to ``new``; a move ``TRANSITIONS`` does not allow raises StageError (the
+        protocol callbacks turn it into a logged 502 or an abort, never a hang)."""
+        if new not in TRANSITIONS[self.stage]:  # inline: three moves per request
+            check_transition(self.stage, new)
+        self.stage = new
+
+    @property
+    def request_sent(self) -> bool:
+        """The whole request is on the runner connection (none of it is while connecting;
+        at DONE, read only where a runner connection was attached)."""
+        return self.body_remaining == 0 and self.stage is not _CONNECTING
 
     # Sending the request
 
@@ -591,7 +665,7 @@ class Exchange:
         """
         context = self.client.context
         context.metrics.inflight.inc()  # first: finish() always decrements
-        headers, self.client_ip = self._upstream_fields()
+        headers, self.stats.client_ip = self._upstream_fields()
         if rest:  # bytes that came with the head: body first, then the next request
             body = rest[: self.body_remaining]
             if len(rest) > len(body):
@@ -599,7 +673,7 @@ class Exchange:
         else:
             body = self.client.take_body(self.body_remaining)
         self.body_remaining -= len(body)
-        self.bytes_in += len(body)
+        self.stats.bytes_in += len(body)
         self.pending = [serialize_request_head(self.head.method, self.head.target, headers), body]
         conn = context.pool.acquire()
         if conn is not None:
@@ -617,11 +691,11 @@ class Exchange:
             conn = await pool.connect()
         except UpstreamError as exc:
             self.connect_task = None
-            if not self.done:
+            if self.stage is not _DONE:
                 self.fail(exc)
             return
         self.connect_task = None
-        if self.done:
+        if self.stage is _DONE:
             pool.release(conn, self.client.loop.time())
             return
         self.attach(conn, reused=False)
@@ -633,14 +707,20 @@ class Exchange:
         conn.exchange = self
         assert conn.transport is not None
         assert self.pending is not None
-        conn.transport.write(b"".join(self.pending))
+        data = b"".join(self.pending)
+        conn.transport.write(data)
         self.pending = None
+        # A copy of the request, for one resend should the pooled connection be stale;
+        # body bytes still to come are added as they are forwarded.
+        if reused and worth_holding(self.head.method, self.head.content_length, COALESCE_LIMIT):
+            self.resend = data if self.body_remaining == 0 else bytearray(data)
+        else:
+            self.resend = None
         self.upstream_progress = self.client.loop.time()
-        if self.body_remaining == 0:
-            self.request_sent = True
+        self._transition(_WAITING if self.body_remaining == 0 else _SENDING)
         if self.client.write_paused:
             self.pause_upstream_reading()
-        self.client.resume_reading("pending")
+        self.client.resume_reading(_PAUSE_PENDING)
 
     def client_body(self, data: bytes) -> bytes:
         """Forward body bytes; return what lies beyond this request's body."""
@@ -650,16 +730,19 @@ class Exchange:
         else:
             part, rest = data[:remaining], data[remaining:]
         self.body_remaining = remaining - len(part)
-        self.bytes_in += len(part)
+        self.stats.bytes_in += len(part)
         upstream = self.upstream
         if upstream is not None and upstream.transport is not None:
             upstream.transport.write(part)
+            if self.resend is not None:
+                self.resend += part
         elif self.pending is not None:
             self.pending.append(part)
             if sum(map(len, self.pending)) > CLIENT_BUFFER_LIMIT:
-                self.client.pause_reading("pending")
+                self.client.pause_reading(_PAUSE_PENDING)
         if self.body_remaining == 0:
-            self.request_sent = True
+            if self.stage is _SENDING:
+                self._transition(_WAITING)
             self.upstream_progress = self.client.loop.time()
         return rest
 
@@ -683,17 +766,17 @@ class Exchange:
         end = buffer.find(HEAD_END)
         if end < 0:
             if len(buffer) > MAX_RESPONSE_HEAD:
-                self.fail(UpstreamError("protocol", "http_response_incomplete", "HeadTooLarge"))
+                self.fail(UpstreamError(ProxyStatus.HTTP_RESPONSE_INCOMPLETE, "HeadTooLarge"))
             return
         try:
             response = parse_response_head(bytes(buffer[:end]), self.head.method)
         except ResponseHeadError as exc:
-            self.fail(UpstreamError("protocol", "http_protocol_error", str(exc)))
+            self.fail(UpstreamError(ProxyStatus.HTTP_PROTOCOL_ERROR, str(exc)))
             return
         rest = bytes(buffer[end + len(HEAD_END) :])
         if response.status < 200:  # interim answers (100, 103) are not relayed
             if response.status == 101:
-                self.fail(UpstreamError("protocol", "http_protocol_error", "unasked 101"))
+                self.fail(UpstreamError(ProxyStatus.HTTP_PROTOCOL_ERROR, "unasked 101"))
                 return
             buffer.clear()
             if rest:
@@ -703,9 +786,12 @@ class Exchange:
         self._start_response(response, rest)
 
     def _start_response(self, response: ResponseHead, rest: bytes) -> None:
+        self._transition(_RELAYING)
         self.response = response
         self.status = response.status
-        self.upstream_ms = (self.client.loop.time() - self.started) * 1000
+        stats = self.stats
+        stats.upstream_ms = (self.client.loop.time() - self.started) * 1000
+        stats.upstream_status = response.status
         self.upstream_reusable = response.reusable
         self.keep_alive = (
             self.keep_alive and self.body_remaining == 0 and not self.client.context.draining
@@ -729,7 +815,7 @@ class Exchange:
             self._relay_chunked(rest, head)
         else:
             self.client.write(head + rechunk(rest) if rest else head)
-            self.bytes_out += len(rest)
+            self.stats.bytes_out += len(rest)
 
     def _relay_body(self, data: bytes) -> None:
         response = self.response
@@ -741,7 +827,7 @@ class Exchange:
             self._relay_chunked(data, b"")
         elif framing is _CLOSE:
             self.client.write(rechunk(data))
-            self.bytes_out += len(data)
+            self.stats.bytes_out += len(data)
         else:  # bytes after a body-less answer: the connection is out of step
             self.upstream_reusable = False
 
@@ -751,12 +837,12 @@ class Exchange:
             part = data[:remaining] if len(data) > remaining else data
             self.upstream_reusable = self.upstream_reusable and len(data) == remaining
             self.response_remaining = 0
-            self.bytes_out += len(part)
+            self.stats.bytes_out += len(part)
             self.client.write(head + part if head else part)
             self.finish()
             return
         self.response_remaining = remaining - len(data)
-        self.bytes_out += len(data)
+        self.stats.bytes_out += len(data)
         self.client.write(head + data if head else data)
 
     def _relay_chunked(self, data: bytes, head: bytes) -> None:
@@ -766,27 +852,36 @@ class Exchange:
         except ChunkedError as exc:
             if head:
                 self.client.write(head)
-            self.abort_mid_body(UpstreamError("protocol", "http_response_incomplete", str(exc)))
+            self.abort_mid_body(UpstreamError(ProxyStatus.HTTP_RESPONSE_INCOMPLETE, str(exc)))
             return
         if end < 0:
-            self.bytes_out += len(data)
+            self.stats.bytes_out += len(data)
             self.client.write(head + data if head else data)
             return
         self.upstream_reusable = self.upstream_reusable and end == len(data)
         part = data[:end]
-        self.bytes_out += len(part)
+        self.stats.bytes_out += len(part)
         self.client.write(head + part if head else part)
         self.finish()
 
     def upstream_lost(self, exc: BaseException | None) -> None:
         """The runner connection closed while this exchange owned it."""
         self.upstream = None
-        if self.done:
+        if self.stage is _DONE:
             return
         response = self.response
         detail = type(exc).__name__ if exc is not None else "ServerDisconnected"
         if response is None:
-            if self._may_retry():
+            failure = UpstreamError(ProxyStatus.CONNECTION_TERMINATED, detail)
+            resend = self.resend
+            if resend is not None and may_resend(
+                self.head.method,
+                body_held=self.body_remaining == 0,  # else the client is still sending it
+                reused=self.reused,
+                failure=failure.proxy_status,
+                answer_started=bool(self.response_buffer),
+                resent=self.retried,
+            ):
                 self.retried = True
                 _log.info(
                     "stale_connection_retry",
@@ -794,32 +889,18 @@ class Exchange:
                     error=detail,
                     request_id=self.request_id,
                 )
-                self.pending = [self._rebuild_request()]
+                self.pending = [bytes(resend)]
                 self.response_buffer = bytearray()
+                self._transition(_CONNECTING)
                 self.connect()
                 return
-            self.fail(UpstreamError("reset", "connection_terminated", detail))
+            self.fail(failure)
         elif response.framing is _CLOSE:
             self.upstream_reusable = False
             self.client.write(LAST_CHUNK)
             self.finish()
         else:
-            self.abort_mid_body(UpstreamError("protocol", "http_response_incomplete", detail))
-
-    def _may_retry(self) -> bool:
-        """RFC 9112 §9.3.1: a safe request without a body, sent on a pooled connection
-        that closed before answering anything, is sent once more on a fresh one."""
-        return (
-            self.reused
-            and not self.retried
-            and self.head.method in SAFE_METHODS
-            and self.head.content_length == 0
-            and not self.response_buffer
-        )
-
-    def _rebuild_request(self) -> bytes:
-        headers, _ = self._upstream_fields()
-        return serialize_request_head(self.head.method, self.head.target, headers)
+            self.abort_mid_body(UpstreamError(ProxyStatus.HTTP_RESPONSE_INCOMPLETE, detail))
 
     # Flow control from the client side
 
@@ -842,7 +923,7 @@ class Exchange:
 
     def fail(self, exc: UpstreamError) -> None:
         """No answer head was relayed: answer 502/504 ourselves."""
-        self.upstream_error = exc.kind
+        self.stats.upstream_error = exc.kind
         _log.warning("upstream_failed", kind=exc.kind, error=exc.detail, request_id=self.request_id)
         self.upstream_reusable = False
         self.keep_alive = self.keep_alive and self.body_remaining == 0
@@ -856,13 +937,13 @@ class Exchange:
         if not self.keep_alive:
             fields.append(("Connection", "close"))
         self.status = answer.status
-        self.bytes_out += len(body)
+        self.stats.bytes_out += len(body)
         self.client.write(serialize_response_head(answer.status, answer.reason, fields) + body)
 
     def abort_mid_body(self, exc: UpstreamError) -> None:
         """The runner failed after the head went out: abort the client connection."""
-        self.upstream_error = exc.kind
-        self.aborted = "upstream"
+        self.stats.upstream_error = exc.kind
+        self.stats.aborted = "upstream"
         self.upstream_reusable = False
         self.keep_alive = False
         _log.warning(
@@ -876,9 +957,9 @@ class Exchange:
 
     def client_lost(self) -> None:
         """The client went away: abandon the runner connection so it sees the abort."""
-        if self.done:
+        if self.stage is _DONE:
             return
-        self.aborted = self.aborted or "client"
+        self.stats.aborted = self.stats.aborted or "client"
         self.status = CLIENT_CLOSED_REQUEST
         self.upstream_reusable = False
         _log.info("client_disconnected", request_id=self.request_id)
@@ -893,7 +974,7 @@ class Exchange:
         # the client's stall; the runner gets upstream_timeout to take the next bytes.
         body_stalled = self.body_remaining and not client.reading_paused
         if (body_stalled or client.write_paused) and now - client.progress > idle_limit:
-            self.aborted = "client_timeout"
+            self.stats.aborted = "client_timeout"
             self.keep_alive = False
             self.upstream_reusable = False
             _log.info("client_timeout", request_id=self.request_id)
@@ -905,7 +986,7 @@ class Exchange:
                 client.abort()
             self.finish()
             return
-        upload_blocked = self.body_remaining and client.paused_for("upstream")
+        upload_blocked = self.body_remaining and client.paused_for(_PAUSE_UPSTREAM)
         if (
             (self.request_sent or upload_blocked)
             and self.upstream is not None
@@ -913,17 +994,15 @@ class Exchange:
             and now - self.upstream_progress > upstream_limit
         ):
             if self.response is None:
-                self.fail(UpstreamError("timeout", "http_response_timeout", "ReadTimeout"))
+                self.fail(UpstreamError(ProxyStatus.HTTP_RESPONSE_TIMEOUT, "ReadTimeout"))
             else:
-                self.abort_mid_body(
-                    UpstreamError("timeout", "http_response_timeout", "ReadTimeout")
-                )
+                self.abort_mid_body(UpstreamError(ProxyStatus.HTTP_RESPONSE_TIMEOUT, "ReadTimeout"))
 
     def internal_error(self) -> None:
         """A bug: answer 502 if nothing was relayed yet, else abort; never hang."""
         self.upstream_reusable = False
         self.keep_alive = False
-        if self.response is None and not self.done:
+        if self.stage is not _RELAYING and self.stage is not _DONE:
             self.answer(ADAPTER_ERROR_ANSWER)
         else:
             self.client.abort()
@@ -933,9 +1012,9 @@ class Exchange:
 
     def finish(self) -> None:
         """Record the request, return or drop the runner connection, free the client."""
-        if self.done:
+        if self.stage is _DONE:
             return
-        self.done = True
+        self._transition(_DONE)  # first: whatever the closes below set off finds it ended
         client = self.client
         context = client.context
         now = client.loop.time()
@@ -945,51 +1024,44 @@ class Exchange:
         upstream = self.upstream
         self.upstream = None
         if upstream is not None:
-            if self.upstream_reusable and self.request_sent and not upstream.closed:
+            fate = runner_connection_fate(
+                request_sent=self.request_sent,
+                in_step=self.upstream_reusable,
+                abandoned=self.stats.aborted is not None,
+                closed=upstream.closed,
+            )
+            if fate is _RELEASE:
                 if self.upstream_paused:
                     assert upstream.transport is not None
                     upstream.transport.resume_reading()
                 context.pool.release(upstream, now)
-            elif self.aborted is not None or not self.request_sent:
+            elif fate is _ABORT:
                 upstream.abort()
             else:
                 upstream.close()
-        metrics = context.metrics
-        metrics.inflight.dec()
-        if self.upstream_error is not None:
-            metrics.upstream_errors.labels(kind=self.upstream_error).inc()
-        duration = now - self.started
-        metrics.observe_request(self.head.method, self.route, self.status, duration)
-        log = client.log
-        if log.is_enabled_for(logging.INFO):
-            log.info(
-                "request",
-                request_id=self.request_id,
-                method=self.head.method,
-                path=self.head.target.split("?", 1)[0],
-                route=self.route,
-                status=self.status,
-                duration_ms=round(duration * 1000, 3),
-                upstream_ms=None if self.upstream_ms is None else round(self.upstream_ms, 3),
-                upstream_status=None if self.response is None else self.response.status,
-                upstream_error=self.upstream_error,
-                bytes_in=self.bytes_in,
-                bytes_out=self.bytes_out,
-                client_ip=self.client_ip,
-                aborted=self.aborted,
-            )
+        finish_request(
+            context.metrics,
+            client.log,
+            request_id=self.request_id,
+            method=self.head.method,
+            target=self.head.target,
+            route=self.route,
+            status=self.status,
+            seconds=now - self.started,
+            stats=self.stats,
+            peer_ip=client.peer_ip,
+        )
         client.exchange_done(self.keep_alive)
 
 
-class RelayServer(web.Server):
+class RelayServer(ServerStandIn):
     """The proxy port's protocol factory: lean connections, handed to ``inner`` (aiohttp's
     server for the proxy app) when a request is not theirs to relay."""
 
     def __init__(self, inner: web.Server, context: RelayContext) -> None:
-        # Server.__init__ is not called: every method a runner or site uses is defined here.
+        super().__init__()
         self.inner = inner
         self.context = context
-        self.requests_count = 0
         self._lean: set[ClientConnection] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self._interval = sweep_interval(
@@ -1059,16 +1131,21 @@ UPSTREAM_POOL: Final = web.AppKey("upstream_pool", UpstreamPool)
 
 
 __all__ = (
-    "CLIENT_CLOSED_REQUEST",
     "POOL_IDLE_TIMEOUT",
+    "TRANSITIONS",
     "UPSTREAM_POOL",
     "ClientConnection",
     "Exchange",
+    "Fate",
+    "ReadPause",
     "RelayContext",
     "RelayServer",
+    "Stage",
+    "StageError",
     "UpstreamConnection",
     "UpstreamPool",
-    "connect_failure",
+    "check_transition",
     "hands_over",
+    "runner_connection_fate",
     "sweep_interval",
 )

@@ -16,12 +16,13 @@ from typing import Final
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from adapter.http.forwarding import connection_tokens, strip_hop_by_hop
+from adapter.http.errors import classify_upstream_failure
+from adapter.http.forwarding import strip_hop_by_hop
+from adapter.http.http1 import connection_tokens
 from adapter.http.proxy import (
     CONFIG,
     REQUEST_ID,
     UPSTREAM,
-    classify_upstream_failure,
     new_request_id,
     raw_path_qs,
     request_stats,
@@ -52,7 +53,7 @@ def is_websocket_upgrade(request: web.BaseRequest) -> bool:
     return (
         request.method == "GET"
         and request.headers.get("Upgrade", "").strip().lower() == "websocket"
-        and "upgrade" in connection_tokens(request.headers)
+        and "upgrade" in connection_tokens(request.headers.getall("Connection", ()))
     )
 
 

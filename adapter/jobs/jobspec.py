@@ -37,6 +37,7 @@ __all__ = [
     "Kind",
     "decode_cross_region_request",
     "decode_jobspec",
+    "is_cross_region_request",
     "marshal_go",
     "parse_rfc3339",
 ]
@@ -531,6 +532,17 @@ def decode_jobspec(data: bytes) -> dict[str, Any]:
     """
     _, current = _decode_top(parse(data), JOB_SPEC)
     return _emit_struct(JOB_SPEC, current)
+
+
+def is_cross_region_request(data: bytes) -> bool:
+    """True when ``data`` is a JSON object with a member the runner's decoder binds to
+    ``CrossRegionRequest.jobspec`` (Go matches member names case-insensitively): the body
+    wraps a spec in a cross-region request rather than being a bare JobSpec."""
+    try:
+        node = parse(data, allow_trailing=True)
+    except GoDecodeError:
+        return False
+    return isinstance(node, GoObject) and any(fold_key(key) == "JOBSPEC" for key, _ in node)
 
 
 def decode_cross_region_request(data: bytes) -> dict[str, Any]:

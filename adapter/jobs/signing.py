@@ -33,7 +33,12 @@ from adapter.jobs.canonical import (
     portal_messages,
 )
 from adapter.jobs.gojson import GoDecodeError
-from adapter.jobs.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
+from adapter.jobs.jobspec import (
+    decode_cross_region_request,
+    decode_jobspec,
+    is_cross_region_request,
+    marshal_go,
+)
 
 __all__ = [
     "ENV_KEY",
@@ -210,10 +215,6 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _is_cross_region_request(obj: Mapping[str, Any]) -> bool:
-    return isinstance(obj.get("jobspec"), Mapping)
-
-
 def _runner_decode(raw_body: bytes, wrapped: bool) -> Mapping[str, Any] | str:
     """The spec as the runner decodes it (unwrapped from a cross-region request when
     ``wrapped``), or why the runner could not decode it."""
@@ -237,15 +238,18 @@ def _runner_v1_failure(raw_body: bytes, wrapped: bool) -> tuple[str | None, str]
 
 
 def _parse_body(raw_body: bytes) -> tuple[Mapping[str, Any] | None, bool, str | None]:
-    """(the spec as JSON.parse sees it, whether the body is a cross-region request, error)."""
+    """(the spec as ``JSON.parse`` sees it, or None when it sees none; whether the runner
+    reads the body as a cross-region request; why the body is unusable, or None)."""
     try:
         body = parse_js(raw_body)
     except ValueError as exc:
         return None, False, f"body is not JSON: {exc}"
     if not isinstance(body, Mapping):
         return None, False, "body is not a JSON object"
-    wrapped = _is_cross_region_request(body)
-    return (body["jobspec"] if wrapped else body), wrapped, None
+    if not is_cross_region_request(raw_body):
+        return body, False, None
+    spec = body.get("jobspec")  # None when only a case-folded name (``JobSpec``) holds it
+    return (spec if isinstance(spec, Mapping) else None), True, None
 
 
 def check_runner_v1(raw_body: bytes) -> SignatureCheck:
@@ -322,7 +326,7 @@ def check_spec_signature(raw_body: bytes) -> SignatureCheck:
     21a0059 signed, and usually what V1 signs); the earliest in ``SCHEMES`` is named.
     """
     spec, wrapped, error = _parse_body(raw_body)
-    if spec is None:
+    if error is not None:
         return SignatureCheck(None, None, error)
 
     def runner_v1() -> tuple[str, str, bytes] | str:

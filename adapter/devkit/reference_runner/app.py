@@ -30,7 +30,7 @@ from adapter.devkit.reference_runner.faults import (
     STANDARD_PATH,
     ReferenceRunnerFaults,
 )
-from adapter.devkit.reference_runner.gotime import ZERO_TIME, rfc3339_nano
+from adapter.devkit.reference_runner.gotime import rfc3339_nano
 from adapter.devkit.reference_runner.ratelimit import TokenBuckets, client_ip
 from adapter.devkit.reference_runner.security import (
     DEFAULT_NONCE_TTL_SECONDS,
@@ -47,7 +47,12 @@ from adapter.devkit.reference_runner.validation import (
 from adapter.jobs import gojson
 from adapter.jobs.canonical import canonical_v1
 from adapter.jobs.gojson import GoDecodeError
-from adapter.jobs.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
+from adapter.jobs.jobspec import (
+    ZERO_TIME,
+    decode_cross_region_request,
+    decode_jobspec,
+    marshal_go,
+)
 from adapter.jobs.signing import verify_b64
 from adapter.jobs.trust import TrustedKeys
 

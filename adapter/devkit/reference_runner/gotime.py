@@ -8,9 +8,6 @@ Pure: an integer count of nanoseconds since the epoch in, a string out.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Final
-
-ZERO_TIME: Final = "0001-01-01T00:00:00Z"
 
 
 def rfc3339_nano(epoch_ns: int) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from adapter.devkit.reference_runner.execution import Analysis, CrossRegionOutcome, RegionOutcome
-from adapter.devkit.reference_runner.gotime import ZERO_TIME
+from adapter.jobs.jobspec import ZERO_TIME
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS jobs (
