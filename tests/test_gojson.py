@@ -9,15 +9,19 @@ import pytest
 from hypothesis import given, strategies as st
 
 from adapter.jobs.gojson import (
+    _DECODER,
+    MAX_DEPTH,
     GoDecodeError,
     GoNumber,
     GoObject,
+    _parse_iterative,
     decode_text,
     encode,
     fold_key,
     format_float,
     parse,
     quote,
+    to_interface,
 )
 from tests.strategies import free_values
 
@@ -194,11 +198,51 @@ def test_parse_allow_trailing_reads_only_the_first_value() -> None:
         parse(b"  ", allow_trailing=True)
 
 
-def test_parse_too_deep_is_an_error_not_a_crash() -> None:
-    """Absurd nesting gives a decode error rather than RecursionError."""
-    depth = sys.getrecursionlimit() + 10
-    with pytest.raises(GoDecodeError, match="depth"):
-        parse(b"[" * depth + b"]" * depth)
+def test_parse_follows_go_to_its_nesting_limit_without_recursion() -> None:
+    """Go decodes 10,000 levels and refuses the 10,001st; so does parse, far past the stack."""
+    assert MAX_DEPTH == 10_000 > sys.getrecursionlimit()
+    deepest = parse(b"[" * MAX_DEPTH + b"]" * MAX_DEPTH)
+    for _ in range(MAX_DEPTH - 1):
+        assert isinstance(deepest, list)
+        assert len(deepest) == 1
+        deepest = deepest[0]
+    assert deepest == []
+    for depth in (MAX_DEPTH + 1, 5 * MAX_DEPTH):
+        with pytest.raises(GoDecodeError, match="exceeded max depth"):
+            parse(b'{"a":' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a":[1,{"b":"x"},null,true,false,"\\u00e9\\ud800",-1.5e3],"c":{},"d":[]}',
+        b'  [ {"k" : "v" , "k":2} , [ ] , { } ]  ',
+        b'"2025-10-12T14:12:10\\u005a"',
+    ],
+)
+def test_iterative_parse_equals_the_c_parse(body: bytes) -> None:
+    """The path for deep bodies reads what the C parser reads (escaped times marked)."""
+    text = decode_text(body)
+    node, _ = _parse_iterative(text, 0)
+    assert node == parse(body)
+    assert type(node) is type(parse(body))
+
+
+@given(free_values())
+def test_iterative_parse_equals_the_c_parse_on_any_value(value: object) -> None:
+    """Property: both parsers give equal nodes for any JSON value."""
+    text = encode(value).decode("utf-8")
+    assert _parse_iterative(text, 0)[0] == _DECODER.raw_decode(text)[0]
+
+
+def test_deep_values_encode_and_convert_without_recursion() -> None:
+    """encode and to_interface fall back to their iterative twins past the Python stack."""
+    depth = 3 * sys.getrecursionlimit()
+    node = parse(b"[" * depth + b"1" + b"]" * depth)
+    errors: list[GoDecodeError] = []
+    value = to_interface(node, errors.append, "x")
+    assert not errors
+    assert encode(value) == b"[" * depth + b"1" + b"]" * depth
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, NoReturn
 
 from adapter.jobs.gojson import (
@@ -21,6 +21,7 @@ from adapter.jobs.gojson import (
     escape_table,
     exceeds_max_depth,
     format_js_number,
+    rebuild_deep,
 )
 from adapter.jobs.jobspec import decode_jobspec
 
@@ -100,9 +101,58 @@ def _v1_object(obj: Mapping[str, Any], skip: frozenset[str] = frozenset()) -> di
 _V1_REMOVED_SET: Final = frozenset(_V1_REMOVED)
 
 
+def _float64_children(
+    value: Any,
+) -> tuple[Iterable[tuple[Any, Any]], Callable[[list[Any]], Any]] | None:
+    if isinstance(value, Mapping):
+        return value.items(), dict
+    if isinstance(value, list | tuple):
+        return ((None, item) for item in value), _values
+    return None
+
+
+def _float64_leaf(value: Any) -> Any:
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _values(pairs: list[tuple[Any, Any]]) -> list[Any]:
+    return [item for _, item in pairs]
+
+
+def _cleaned_children(
+    value: Any,
+) -> tuple[Iterable[tuple[Any, Any]], Callable[[list[Any]], Any]] | None:
+    # Step 4 descends through objects only: an array is a leaf, kept whole.
+    return (value.items(), _cleaned) if isinstance(value, dict) else None
+
+
+def _cleaned(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
+    return {
+        key: value
+        for key, value in pairs
+        if value is not None and not (type(value) is str and not value) and value != {}
+    }
+
+
+def _v1_object_deep(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Steps 2 to 4 as ``_v1_object``, without recursion (Go decodes 10,000 levels)."""
+    generic = rebuild_deep(spec, _float64_children, _float64_leaf)
+    cleaned: dict[str, Any] = rebuild_deep(generic, _cleaned_children, _same)
+    for key in _V1_REMOVED:
+        cleaned.pop(key, None)
+    return cleaned
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
 def canonical_v1(spec: Mapping[str, Any]) -> bytes:
     """The bytes the runner's ``VerifySignature`` checks, from a decoded (projected) spec."""
-    generic = _v1_object(spec, _V1_REMOVED_SET)  # steps 2, 3 and 4
+    try:
+        generic = _v1_object(spec, _V1_REMOVED_SET)  # steps 2, 3 and 4
+    except RecursionError:
+        generic = _v1_object_deep(spec)
     constraints = generic.get("constraints")
     if isinstance(constraints, dict):
         rate = constraints.get("min_success_rate")
@@ -123,13 +173,16 @@ def _reject_js_constant(name: str) -> NoReturn:
     raise ValueError(f"JSON.parse: unexpected token {name!r}")
 
 
+# Portal signatures are only recognised up to this depth (the stringify steps recurse);
+# a deeper body can still verify under the runner's V1, which follows Go to 10,000.
+JS_MAX_DEPTH: Final = 256
 _JS_PARSER: Final = json.JSONDecoder(parse_int=float, parse_constant=_reject_js_constant)
 
 
 def parse_js(data: bytes) -> Any:
     """``JSON.parse`` of a UTF-8 body: numbers are doubles, last duplicate key wins."""
     text = data.decode("utf-8", "replace")
-    if exceeds_max_depth(text):  # the stringify steps recurse per level (see gojson)
+    if exceeds_max_depth(text, JS_MAX_DEPTH):  # the stringify steps recurse per level
         raise ValueError("JSON.parse: nesting too deep")
     try:
         return _JS_PARSER.decode(text)
