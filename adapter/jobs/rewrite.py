@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from adapter import __version__
 from adapter.jobs.canonical import canonical_v1
-from adapter.jobs.gojson import GoDecodeError
+from adapter.jobs.gojson import MAX_DEPTH, GoDecodeError, exceeds_max_depth
 from adapter.jobs.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
 from adapter.jobs.rollout import RolloutPolicy, RolloutReason, choose
 from adapter.jobs.signing import ServiceKey, SignedSpec, recognise_signer, sign_v1, verify_b64
@@ -151,6 +151,10 @@ def decide(
     except GoDecodeError:
         return Verdict(Decision.PASSTHROUGH, Reason.UNDECODABLE)
     job_id = _job_id(spec)
+    if exceeds_max_depth(body, MAX_DEPTH - 1):
+        # The cross-region request wraps the spec one level deeper, past the 10,000 levels
+        # Go decodes (docs/runner-contract.md §1): the runner could not bind the rewrite.
+        return Verdict(Decision.PASSTHROUGH, Reason.UNDECODABLE, job_id=job_id or None)
     regions = distinct_regions(spec)
     if len(regions) < 2:
         return Verdict(Decision.PASSTHROUGH, Reason.SINGLE_REGION, job_id=job_id or None)
