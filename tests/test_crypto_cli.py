@@ -235,3 +235,29 @@ def test_python_m_adapter_error_exit() -> None:
     assert result.returncode == 1
     assert result.stdout == b""
     assert result.stderr.decode().strip().endswith("runs: cannot unmarshal number 1.0 into int")
+
+
+@pytest.mark.parametrize(
+    ("key", "wrapped"),
+    [
+        pytest.param("jobspec", True, id="exact"),
+        pytest.param("JobSpec", True, id="title-case"),
+        pytest.param("JOB\u017fPEC", True, id="long-s-folds"),
+        pytest.param("job_spec", False, id="underscore-does-not-bind"),
+    ],
+)
+def test_canonical_and_verify_unwrap_by_the_same_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, wrapped: bool
+) -> None:
+    """Both commands unwrap a request whose key Go binds to jobspec (case-folded), and
+    both read any other body as a bare JobSpec, so they always speak of the same bytes."""
+    request = json.loads(PORTAL_REQUEST.read_bytes())
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps({key: request["jobspec"], "target_regions": ["US", "EU"]}))
+    assert main(["canonical", str(path)]) == 0
+    canonical = capsys.readouterr().out.encode("utf-8")
+    assert (hashlib.sha256(canonical).hexdigest() == PORTAL_SHA256) is wrapped
+    status = main(["verify", str(path)])
+    out = capsys.readouterr().out
+    assert (status == 0) is wrapped, out
+    assert ("verified: yes" in out) is wrapped

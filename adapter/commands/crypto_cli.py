@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from adapter.jobs.canonical import canonical_v1
-from adapter.jobs.gojson import GoDecodeError, GoObject, fold_key, parse
+from adapter.jobs.gojson import GoDecodeError
 from adapter.jobs.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
 from adapter.jobs.signing import (
     ENV_KEY,
@@ -26,6 +26,7 @@ from adapter.jobs.signing import (
     SigningKeyError,
     check_runner_v1,
     check_spec_signature,
+    is_cross_region_request,
     sign_jobspec,
 )
 from adapter.jobs.trust import TrustedKeys, TrustFileError
@@ -46,18 +47,10 @@ def _read_input(source: str) -> bytes:
         raise _CommandError(f"cannot read {source}: {exc.strerror}") from None
 
 
-def _is_cross_region_request(data: bytes) -> bool:
-    try:
-        node = parse(data, allow_trailing=True)
-    except GoDecodeError:
-        return False
-    return isinstance(node, GoObject) and any(fold_key(key) == "JOBSPEC" for key, _ in node)
-
-
 def _decode(data: bytes) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """(the cross-region request or None, the JobSpec) as the runner decodes them."""
     try:
-        if _is_cross_region_request(data):
+        if is_cross_region_request(data):
             request = decode_cross_region_request(data)
             return request, request["jobspec"]
         return None, decode_jobspec(data)
