@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, strategies as st
 
 from adapter.devkit.reference_runner import runner_canonical
 from adapter.devkit.reference_runner.runner_canonical import (
@@ -139,3 +139,26 @@ def test_agrees_with_the_adapter_on_portal_specs(spec: dict[str, Any]) -> None:
     projected = decode_jobspec(body)
     assert canonical_of_projected(projected) == canonical_v1(projected)
     assert spec_signable(marshal_go(projected)).canonical == canonical_v1(projected)
+
+
+_ELEMENT = st.one_of(st.none(), st.sampled_from(["a", "b", "c", ""]))
+_MODEL = st.one_of(
+    st.none(),
+    st.fixed_dictionaries({}, optional={"id": st.sampled_from(["m1", "m2"]), "name": _ELEMENT}),
+)
+
+
+@given(
+    questions=st.lists(st.lists(_ELEMENT, max_size=4), min_size=1, max_size=4),
+    models=st.lists(st.lists(_MODEL, max_size=3), min_size=1, max_size=4),
+)
+def test_repeated_array_keys_agree_with_the_plain_slices(
+    questions: list[list[str | None]], models: list[list[dict[str, Any] | None]]
+) -> None:
+    """Property: an array key repeated any number of times (Go reuses the slice's backing
+    array) gives the same bytes from the adapter and from the plain implementation."""
+    members = [f'"questions":{json.dumps(q)}' for q in questions]
+    members += [f'"models":{json.dumps(m)}' for m in models]
+    members.append('"constraints":{"regions":["US"],"regions":[],"regions":[null,"EU"]}')
+    data = ("{" + ",".join(members) + "}").encode("utf-8")
+    assert spec_signable(data).canonical == canonical_v1_bytes(data)
