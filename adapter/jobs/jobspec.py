@@ -248,11 +248,13 @@ def _days_in(month: int, year: int) -> int:
     return 29 if month == 2 and leap else _DAYS_IN_MONTH[month - 1]
 
 
-def _digits(text: str, start: int, count: int) -> int | None:
-    chunk = text[start : start + count]
-    if len(chunk) == count and chunk.isascii() and chunk.isdigit():
-        return int(chunk)
-    return None
+# time.Parse(time.RFC3339, ...) as Go 1.24 runs it: the hour takes one digit when no second
+# one follows, a fraction follows "." or "," with any number of digits, and the offset is
+# "Z" or a sign, two digits, ":" and two digits; nothing may follow.
+_GO_RFC3339: Final = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{1,2}):([0-9]{2}):([0-9]{2})"
+    r"(?:[.,]([0-9]+))?(?:Z|([+-])([0-9]{2}):([0-9]{2}))"
+)
 
 
 def parse_rfc3339(text: str) -> str:
@@ -267,66 +269,24 @@ def parse_rfc3339(text: str) -> str:
     Raises ``ValueError`` where Go's parse fails, and :class:`TimeMarshalError` where the
     parse succeeds but ``MarshalJSON`` fails (an offset of 24 hours or more).
     """
-    refused = ValueError(f'parsing time "{text}" as "{_RFC3339_LAYOUT}": cannot parse')
-    year = _digits(text, 0, 4)
-    month = _digits(text, 5, 2)
-    day = _digits(text, 8, 2)
-    if year is None or month is None or day is None or text[4:5] != "-" or text[7:8] != "-":
-        raise refused
+    match = _GO_RFC3339.fullmatch(text)
+    if match is None:
+        raise ValueError(f'parsing time "{text}" as "{_RFC3339_LAYOUT}": cannot parse')
+    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
     if not 1 <= month <= 12:
         raise ValueError(f'parsing time "{text}": month out of range')
-    if text[10:11] != "T":
-        raise refused
-    pos = 11
-    hour = _digits(text, pos, 2)
-    if hour is not None:
-        pos += 2
-    else:  # time.Parse's "15" takes one digit where a second one is missing
-        hour = _digits(text, pos, 1)
-        pos += 1
-    if hour is None:
-        raise refused
-    if hour >= 24:
-        raise ValueError(f'parsing time "{text}": hour out of range')
-    minute = _digits(text, pos + 1, 2)
-    if text[pos : pos + 1] != ":" or minute is None:
-        raise refused
-    if minute >= 60:
-        raise ValueError(f'parsing time "{text}": minute out of range')
-    second = _digits(text, pos + 4, 2)
-    if text[pos + 3 : pos + 4] != ":" or second is None:
-        raise refused
-    if second >= 60:
-        raise ValueError(f'parsing time "{text}": second out of range')
-    pos += 6
-    fraction = ""
-    if text[pos : pos + 1] in (".", ",") and "0" <= text[pos + 1 : pos + 2] <= "9":
-        end = pos + 1
-        while end < len(text) and "0" <= text[end] <= "9":
-            end += 1
-        fraction = text[pos + 1 : end][:9].rstrip("0")
-        pos = end
+    if hour >= 24 or minute >= 60 or second >= 60:
+        raise ValueError(f'parsing time "{text}": hour, minute or second out of range')
     offset_minutes = 0
-    if text[pos : pos + 1] == "Z":
-        pos += 1
-    else:
-        sign = text[pos : pos + 1]
-        zone_hours = _digits(text, pos + 1, 2)
-        zone_minutes = _digits(text, pos + 4, 2)
-        if sign not in ("+", "-") or text[pos + 3 : pos + 4] != ":":
-            raise refused
-        if zone_hours is None or zone_minutes is None:
-            raise refused
-        if zone_hours > 24:
-            raise ValueError(f'parsing time "{text}": time zone offset hour out of range')
-        if zone_minutes > 60:
-            raise ValueError(f'parsing time "{text}": time zone offset minute out of range')
+    sign = match.group(8)
+    if sign is not None:
+        zone_hours, zone_minutes = int(match.group(9)), int(match.group(10))
+        if zone_hours > 24 or zone_minutes > 60:  # Go allows 24 and 60 themselves
+            raise ValueError(f'parsing time "{text}": time zone offset out of range')
         offset_minutes = (zone_hours * 60 + zone_minutes) * (-1 if sign == "-" else 1)
-        pos += 6
-    if pos != len(text):
-        raise ValueError(f'parsing time "{text}": extra text')
     if day < 1 or day > _days_in(month, year):
         raise ValueError(f'parsing time "{text}": day out of range')
+    fraction = (match.group(7) or "")[:9].rstrip("0")
     stamp = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}"
     if fraction:
         stamp += "." + fraction
