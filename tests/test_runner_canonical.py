@@ -25,7 +25,14 @@ from adapter.devkit.reference_runner.runner_canonical import (
     spec_signable,
 )
 from adapter.jobs.canonical import canonical_v1, canonical_v1_bytes
-from adapter.jobs.gojson import encode, nesting_depth, parse, to_interface
+from adapter.jobs.gojson import (
+    GoDecodeError,
+    GoMarshalError,
+    encode,
+    nesting_depth,
+    parse,
+    to_interface,
+)
 from adapter.jobs.jobspec import decode_jobspec, marshal_go
 from tests.conftest import VECTORS_DIR, load_vector
 from tests.strategies import portal_jobspecs
@@ -162,3 +169,54 @@ def test_repeated_array_keys_agree_with_the_plain_slices(
     members.append('"constraints":{"regions":["US"],"regions":[],"regions":[null,"EU"]}')
     data = ("{" + ",".join(members) + "}").encode("utf-8")
     assert spec_signable(data).canonical == canonical_v1_bytes(data)
+
+
+_SHALLOW_INPUTS = [v["input"] for _, v in NAMED_VECTORS if nesting_depth(v["input"]) < 50]
+_PIECES = [
+    *'{}[],:"\\ tT Z0.,+-',
+    "null",
+    "\\u005a",
+    '"regions":[]',
+    '"created_at":"2025-10-12T4:12:10+24:00"',
+]
+
+
+@st.composite
+def _mutated_inputs(draw: st.DrawFn) -> bytes:
+    """A vector input with a few pieces inserted, deleted or cut off."""
+    text: str = draw(st.sampled_from(_SHALLOW_INPUTS))
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(text)))
+        action = draw(st.sampled_from(["insert", "delete", "cut"]))
+        if action == "insert":
+            text = text[:at] + draw(st.sampled_from(_PIECES)) + text[at:]
+        elif action == "delete":
+            text = text[:at] + text[at + 1 :]
+        else:
+            text = text[:at]
+    return text.encode("utf-8")
+
+
+def _adapter_outcome(body: bytes) -> tuple[str, bytes | str]:
+    try:
+        return "canonical", canonical_v1_bytes(body)
+    except GoMarshalError:
+        return "marshal error", ""
+    except GoDecodeError:
+        return "decode error", ""
+
+
+def _plain_outcome(body: bytes) -> tuple[str, bytes | str]:
+    try:
+        return "canonical", spec_signable(body).canonical
+    except RunnerCanonicalError:
+        return "marshal error", ""
+    except RunnerDecodeError:
+        return "decode error", ""
+
+
+@given(_mutated_inputs())
+def test_mutated_vectors_get_the_same_outcome_from_both(body: bytes) -> None:
+    """Property: on broken and bent vector inputs the two implementations agree: the same
+    canonical bytes, or the same kind of failure."""
+    assert _adapter_outcome(body) == _plain_outcome(body)
