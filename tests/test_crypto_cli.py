@@ -57,6 +57,16 @@ def test_canonical_of_bare_spec(bare_spec: Path, capsys: pytest.CaptureFixture[s
         pytest.param(b'{"created_at": ""}', "created_at", id="empty-created-at"),
         pytest.param(b"{", "unexpected end of JSON input", id="truncated"),
         pytest.param(b'{"jobspec": {}}', "target_regions", id="request-without-regions"),
+        pytest.param(
+            b'{"created_at": "2025-10-12T14:12:10+24:00"}',
+            "runner decodes this spec but cannot canonicalise it: created_at: Time.MarshalJSON",
+            id="offset-go-cannot-marshal",
+        ),
+        pytest.param(
+            b'{"created_at": "2025-10-12T14:12:10\\u005a"}',
+            "could not decode this spec: created_at",
+            id="escaped-created-at",
+        ),
     ],
 )
 def test_canonical_reports_decode_errors(
@@ -69,7 +79,7 @@ def test_canonical_reports_decode_errors(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.count("\n") == 1
-    assert captured.err.startswith("beacon-adapter canonical: error: the runner could not decode")
+    assert captured.err.startswith("beacon-adapter canonical: error: the runner ")
     assert message in captured.err
 
 
