@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
@@ -11,10 +12,14 @@ from typing import Any
 
 import pytest
 from hypothesis import given, strategies as st
+from nacl.signing import SigningKey
 
 from adapter.jobs.canonical import (
+    _JS_PARSER,
     PORTAL_SCHEMES,
     SCHEMES,
+    _parse_js_deep,
+    _stringify_deep,
     canonical_v1,
     canonical_v1_bytes,
     js_quote,
@@ -32,7 +37,9 @@ from adapter.jobs.gojson import (
     nesting_depth,
 )
 from adapter.jobs.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
+from adapter.jobs.signing import check_spec_signature
 from tests.conftest import VECTORS_DIR, load_vector
+from tests.portal import portal_spec
 from tests.strategies import free_values, go_text
 
 CANONICAL_VECTORS: list[dict[str, Any]] = load_vector("canonical-v1.json")
@@ -385,3 +392,34 @@ def _js_quote_by_character(text: str) -> str:
 def test_js_quote_escapes_each_character_as_json_stringify_does(text: str) -> None:
     """The translate table escapes exactly what JSON.stringify escapes, and how."""
     assert js_quote(text) == _js_quote_by_character(text)
+
+
+@given(free_values())
+def test_deep_js_paths_equal_the_fast_ones(value: Any) -> None:
+    """Property: the iterative JSON.parse and stringify give what the recursive ones do."""
+    text = json.dumps(value, ensure_ascii=False)
+    assert _parse_js_deep(text) == _JS_PARSER.decode(text)
+    parsed = _JS_PARSER.decode(text)
+    assert _stringify_deep(parsed) == js_stable_stringify(parsed)
+
+
+def test_portal_signature_is_recognised_as_deep_as_go_decodes() -> None:
+    """A portal-signed spec nested 5,000 levels (Go decodes it) is recognised, and the
+    rewrite sends it cross-region; JSON.parse and stringify take their iterative paths."""
+    key = SigningKey(bytes(range(32, 64)))
+    spec = portal_spec()
+    deep: Any = []
+    for _ in range(5_000):
+        deep = [deep]
+    spec["metadata"]["deep"] = deep
+    spec["public_key"] = base64.b64encode(bytes(key.verify_key)).decode()
+    spec["signature"] = ""
+    spec["signature"] = base64.b64encode(
+        key.sign(portal_message(spec, "portal_5fa6ece")).signature
+    ).decode()
+    data = encode(spec)
+    assert encode(parse_js(data)) == data
+    check = check_spec_signature(data)
+    assert check.scheme in PORTAL_SCHEMES
+    with pytest.raises(ValueError, match="nesting too deep"):
+        parse_js(b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1))

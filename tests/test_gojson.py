@@ -14,12 +14,12 @@ from adapter.jobs.gojson import (
     GoDecodeError,
     GoNumber,
     GoObject,
-    _parse_iterative,
     decode_text,
     encode,
     fold_key,
     format_float,
     parse,
+    parse_iterative,
     quote,
     to_interface,
 )
@@ -223,7 +223,7 @@ def test_parse_follows_go_to_its_nesting_limit_without_recursion() -> None:
 def test_iterative_parse_equals_the_c_parse(body: bytes) -> None:
     """The path for deep bodies reads what the C parser reads (escaped times marked)."""
     text = decode_text(body)
-    node, _ = _parse_iterative(text, 0)
+    node, _ = parse_iterative(text, 0)
     assert node == parse(body)
     assert type(node) is type(parse(body))
 
@@ -232,7 +232,7 @@ def test_iterative_parse_equals_the_c_parse(body: bytes) -> None:
 def test_iterative_parse_equals_the_c_parse_on_any_value(value: object) -> None:
     """Property: both parsers give equal nodes for any JSON value."""
     text = encode(value).decode("utf-8")
-    assert _parse_iterative(text, 0)[0] == _DECODER.raw_decode(text)[0]
+    assert parse_iterative(text, 0)[0] == _DECODER.raw_decode(text)[0]
 
 
 def test_deep_values_encode_and_convert_without_recursion() -> None:

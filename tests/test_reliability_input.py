@@ -29,8 +29,15 @@ from pytest_aiohttp import AiohttpServer
 
 from adapter.config import Config
 from adapter.devkit.reference_runner import RECEIVED, create_reference_runner
-from adapter.jobs.canonical import JS_MAX_DEPTH, parse_js, portal_message
-from adapter.jobs.gojson import MAX_DEPTH, GoDecodeError, GoObject, exceeds_max_depth, parse
+from adapter.jobs.canonical import parse_js, portal_message
+from adapter.jobs.gojson import (
+    MAX_DEPTH,
+    GoDecodeError,
+    GoObject,
+    exceeds_max_depth,
+    nesting_depth,
+    parse,
+)
 from adapter.jobs.rewrite import decide
 from tests.conftest import AdapterFactory, RunningAdapter
 from tests.portal import body, portal_spec, sign
@@ -315,20 +322,19 @@ async def test_corpus_never_5xx_and_passes_bytes_unchanged(
     [
         pytest.param(_deep_text(10_000, "["), "passthrough; reason=undecodable", id="10000"),
         pytest.param(
-            # Go decodes it; the portal signer's message is only rebuilt to JS_MAX_DEPTH.
             _signed_raw("zz", _deep_text(700, '{"a":')),
-            "passthrough; reason=bad_signature",
+            "rewritten; reason=in_rollout",
             id="700-signed",
         ),
         pytest.param(
-            _signed_raw("zz", _deep_text(JS_MAX_DEPTH - 1, "[")),
+            _signed_raw("zz", _deep_text(MAX_DEPTH - 1, "[")),
             "rewritten; reason=in_rollout",
-            id="at-the-portal-bound-signed",
+            id="at-go-limit-in-unknown-field-signed",
         ),
         pytest.param(
-            _signed_raw("zz", _deep_text(MAX_DEPTH - 1, "[")),
+            _signed_raw("metadata", b'{"deep":' + _deep_text(MAX_DEPTH - 2, "[") + b"}"),
             "passthrough; reason=undecodable",
-            id="at-go-limit-cannot-be-wrapped",
+            id="at-go-limit-kept-cannot-be-wrapped",
         ),
         pytest.param(
             _with("metadata.pad", "x" * (3 * MIB)), "passthrough; reason=too_large", id="huge"
@@ -362,23 +368,25 @@ async def test_odd_bodies_get_the_documented_decision(
 @pytest.mark.parametrize("opener", ["[", '{"a":'])
 def test_deep_nesting_is_decided_not_recursion_error(levels: int, opener: str) -> None:
     """Regression: 450-990 levels used to raise RecursionError, answered as 502 adapter_error.
-    Go decodes up to 10,000 levels: so does the adapter, and a spec at that limit (which
-    the cross-region wrapper would push past it) or beyond passes through undecodable."""
+    Go decodes up to 10,000 levels and so does the adapter, portal signature included;
+    beyond, the body passes through undecodable."""
     config = Config.from_env({"ADAPTER_UPSTREAM_URL": "http://127.0.0.1:1", **ON})
     data = _signed_raw("zz", _deep_text(levels, opener))  # spec depth: levels + 1
     verdict = decide(
         config.rewrite, data, content_type=JSON, content_encoding=None, now=datetime.now(UTC)
     )
-    spec_depth = levels + 1
-    reason = "undecodable" if spec_depth >= MAX_DEPTH else "bad_signature"
-    assert (verdict.decision, verdict.reason) == ("passthrough", reason)
-    if spec_depth > MAX_DEPTH:
+    if levels + 1 > MAX_DEPTH:
+        assert (verdict.decision, verdict.reason) == ("passthrough", "undecodable")
         with pytest.raises(GoDecodeError, match="exceeded max depth"):
             parse(data)
-    else:
+        with pytest.raises(ValueError, match="nesting too deep"):
+            parse_js(data)
+    else:  # the unknown deep field is dropped by the projection: nothing deep is sent
+        assert (verdict.decision, verdict.reason) == ("rewritten", "in_rollout")
+        assert verdict.rewrite is not None
+        assert nesting_depth(verdict.rewrite.body) < 10
         assert isinstance(parse(data), GoObject)
-    with pytest.raises(ValueError, match="nesting too deep"):
-        parse_js(data)
+        assert isinstance(parse_js(data), dict)
 
 
 @pytest.mark.parametrize(

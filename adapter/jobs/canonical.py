@@ -16,11 +16,16 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, NoReturn
 
 from adapter.jobs.gojson import (
+    MAX_DEPTH,
     SHORT_ESCAPES,
+    GoDecodeError,
+    GoNumber,
+    GoObject,
     encode,
     escape_table,
     exceeds_max_depth,
     format_js_number,
+    parse_iterative,
     rebuild_deep,
 )
 from adapter.jobs.jobspec import decode_jobspec
@@ -173,23 +178,49 @@ def _reject_js_constant(name: str) -> NoReturn:
     raise ValueError(f"JSON.parse: unexpected token {name!r}")
 
 
-# Portal signatures are only recognised up to this depth (the stringify steps recurse);
-# a deeper body can still verify under the runner's V1, which follows Go to 10,000.
-JS_MAX_DEPTH: Final = 256
+# Bodies nested deeper than this are parsed and stringified without recursion (as the Go
+# side is, to the same 10,000 levels), so portal signatures are recognised at any depth
+# the runner decodes.
+JS_FAST_DEPTH: Final = 256
 _JS_PARSER: Final = json.JSONDecoder(parse_int=float, parse_constant=_reject_js_constant)
 
 
 def parse_js(data: bytes) -> Any:
     """``JSON.parse`` of a UTF-8 body: numbers are doubles, last duplicate key wins."""
     text = data.decode("utf-8", "replace")
-    if exceeds_max_depth(text, JS_MAX_DEPTH):  # the stringify steps recurse per level
-        raise ValueError("JSON.parse: nesting too deep")
+    if exceeds_max_depth(text, JS_FAST_DEPTH):
+        return _parse_js_deep(text)
     try:
         return _JS_PARSER.decode(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"JSON.parse: {exc.msg} at offset {exc.pos}") from None
-    except RecursionError:
-        raise ValueError("JSON.parse: nesting too deep") from None
+
+
+def _parse_js_deep(text: str) -> Any:
+    if exceeds_max_depth(text, MAX_DEPTH):
+        raise ValueError("JSON.parse: nesting too deep")
+    start = len(text) - len(text.lstrip(" \t\n\r"))
+    try:
+        node, end = parse_iterative(text, start, go_strings=False)
+    except GoDecodeError as exc:
+        raise ValueError(f"JSON.parse: {exc}") from None
+    if text[end:].strip(" \t\n\r"):
+        raise ValueError(f"JSON.parse: extra data at offset {end}")
+    return rebuild_deep(node, _js_children, _js_leaf)
+
+
+def _js_children(
+    node: Any,
+) -> tuple[Iterable[tuple[Any, Any]], Callable[[list[Any]], Any]] | None:
+    if isinstance(node, GoObject):
+        return node, dict
+    if isinstance(node, list):
+        return ((None, item) for item in node), _values
+    return None
+
+
+def _js_leaf(node: Any) -> Any:
+    return float(node.text) if isinstance(node, GoNumber) else node
 
 
 _JS_ESCAPES: Final = SHORT_ESCAPES  # JSON.stringify has no HTML escaping
@@ -294,7 +325,48 @@ def _stringify_other(parts: list[str], value: Any) -> None:
 def js_stable_stringify(value: Any) -> str:
     """``json-stable-stringify``: keys sorted by UTF-16 code units at every level."""
     parts: list[str] = []
-    _stringify_into(parts, value)
+    try:
+        _stringify_into(parts, value)
+    except RecursionError:  # deeper than Python's stack: the same, without recursion
+        return _stringify_deep(value)
+    return "".join(parts)
+
+
+_END: Final = object()
+
+
+def _stringify_deep(value: Any) -> str:
+    parts: list[str] = []
+    # Each open container: [iterator over (key or None, item), closing text, first].
+    stack: list[list[Any]] = []
+
+    def start(item: Any) -> None:
+        if isinstance(item, Mapping):
+            parts.append("{")
+            members = ((key, item[key]) for key in _sorted_utf16(item))
+            stack.append([members, "}", True])
+        elif isinstance(item, list | tuple):
+            parts.append("[")
+            stack.append([((None, element) for element in item), "]", True])
+        else:
+            _stringify_other(parts, item)
+
+    start(value)
+    while stack:
+        frame = stack[-1]
+        member = next(frame[0], _END)
+        if member is _END:
+            parts.append(frame[1])
+            stack.pop()
+            continue
+        if not frame[2]:
+            parts.append(",")
+        frame[2] = False
+        key: object = member[0]  # type: ignore[index]
+        item = member[1]  # type: ignore[index]
+        if isinstance(key, str):
+            parts.append(js_quote(key) + ":")
+        start(item)
     return "".join(parts)
 
 

@@ -173,7 +173,7 @@ def parse(data: bytes | str, *, allow_trailing: bool = False) -> Any:
     if exceeds_max_depth(text, FAST_DEPTH) or (
         "\\" in text and _ESCAPED_TIME_LITERAL.search(text, start) is not None
     ):
-        node, end = _parse_iterative(text, start)
+        node, end = parse_iterative(text, start)
     else:
         try:
             node, end = _DECODER.raw_decode(text, start)
@@ -194,13 +194,15 @@ _LITERALS: Final = (("true", True), ("false", False), ("null", None))
 _scanstring: Final[Callable[[str, int, bool], tuple[str, int]]] = json.decoder.scanstring  # type: ignore[attr-defined]
 
 
-def _parse_iterative(text: str, pos: int) -> tuple[Any, int]:
+def parse_iterative(text: str, pos: int, *, go_strings: bool = True) -> tuple[Any, int]:
     """The same parse without recursion, as deep as Go allows (``MAX_DEPTH``).
 
     Also the path for bodies holding an escaped timestamp-like literal: strings are read
-    one by one here, so such a literal can be marked (:class:`EscapedString`).
+    one by one here, so such a literal can be marked (:class:`EscapedString`). With
+    ``go_strings=False`` strings are left as JavaScript reads them (lone surrogates kept,
+    nothing marked).
     """
-    fix_surrogates = _LONE_SURROGATE_ESCAPE.search(text, pos) is not None
+    fix_surrogates = go_strings and _LONE_SURROGATE_ESCAPE.search(text, pos) is not None
     space = _SPACE.match  # matches everywhere: zero or more spaces
     # Each open container: [members or items, pending key (None for arrays)].
     stack: list[list[Any]] = []
@@ -213,7 +215,12 @@ def _parse_iterative(text: str, pos: int) -> tuple[Any, int]:
             raise _syntax_error(text, exc.pos, exc.msg.lower()) from None
         if fix_surrogates:
             value = _SURROGATE.sub("\ufffd", value)
-        if not is_key and text.find("\\", at, end) != -1 and _TIME_TEXT.fullmatch(value):
+        if (
+            go_strings
+            and not is_key
+            and text.find("\\", at, end) != -1
+            and _TIME_TEXT.fullmatch(value)
+        ):
             value = EscapedString(value)
         return value, end
 

@@ -151,10 +151,6 @@ def decide(
     except GoDecodeError:
         return Verdict(Decision.PASSTHROUGH, Reason.UNDECODABLE)
     job_id = _job_id(spec)
-    if exceeds_max_depth(body, MAX_DEPTH - 1):
-        # The cross-region request wraps the spec one level deeper, past the 10,000 levels
-        # Go decodes (docs/runner-contract.md §1): the runner could not bind the rewrite.
-        return Verdict(Decision.PASSTHROUGH, Reason.UNDECODABLE, job_id=job_id or None)
     regions = distinct_regions(spec)
     if len(regions) < 2:
         return Verdict(Decision.PASSTHROUGH, Reason.SINGLE_REGION, job_id=job_id or None)
@@ -210,6 +206,10 @@ def _rewrite_outcome(
         )
     except ValueError:  # a value Go cannot marshal (e.g. a non-finite float)
         return _Outcome(Reason.SELF_CHECK_FAILED, signer, check.scheme, None)
+    if exceeds_max_depth(request.body, MAX_DEPTH):
+        # The cross-region request wraps the spec one level deeper; past the 10,000 levels
+        # Go decodes (docs/runner-contract.md §1) the runner could not bind it at all.
+        return _Outcome(Reason.UNDECODABLE, signer, check.scheme, None)
     if not self_check_signed(request.body, signed):
         return _Outcome(Reason.SELF_CHECK_FAILED, signer, check.scheme, None)
     return _Outcome(Reason.REWRITTEN, signer, check.scheme, request)
