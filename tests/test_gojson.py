@@ -10,6 +10,8 @@ from hypothesis import given, strategies as st
 
 from adapter.jobs.gojson import (
     _DECODER,
+    DEEP_CONTAINER_BUDGET,
+    FAST_DEPTH,
     MAX_DEPTH,
     GoDecodeError,
     GoNumber,
@@ -207,9 +209,11 @@ def test_parse_follows_go_to_its_nesting_limit_without_recursion() -> None:
         assert len(deepest) == 1
         deepest = deepest[0]
     assert deepest == []
-    for depth in (MAX_DEPTH + 1, 5 * MAX_DEPTH):
-        with pytest.raises(GoDecodeError, match="exceeded max depth"):
-            parse(b'{"a":' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}")
+    with pytest.raises(GoDecodeError, match="exceeded max depth"):
+        parse(b'{"a":' + b"[" * MAX_DEPTH + b"]" * MAX_DEPTH + b"}")
+    with pytest.raises(GoDecodeError) as caught:  # past the budget before Go's own limit
+        parse(b'{"a":' + b"[" * 5 * MAX_DEPTH + b"]" * 5 * MAX_DEPTH + b"}")
+    assert caught.value.field == ""
 
 
 @pytest.mark.parametrize(
@@ -362,3 +366,15 @@ def _go_quote_by_character(text: str) -> str:
 def test_quote_escapes_each_character_as_go_does(text: str) -> None:
     """The translate table escapes exactly what Go's encoder escapes, and how."""
     assert quote(text) == _go_quote_by_character(text)
+
+
+def test_deep_bodies_are_followed_within_a_container_budget() -> None:
+    """Past FAST_DEPTH the iterative path is followed for at most DEEP_CONTAINER_BUDGET
+    arrays and objects (it is slow); the same width without the depth takes the C path."""
+    wide = ",".join(["[1]"] * DEEP_CONTAINER_BUDGET)
+    deep = "[" * (FAST_DEPTH + 1) + "]" * (FAST_DEPTH + 1)
+    assert isinstance(parse(f'{{"wide":[{wide}]}}'), GoObject)
+    with pytest.raises(GoDecodeError, match="arrays and objects, more than"):
+        parse(f'{{"wide":[{wide}],"deep":{deep}}}')
+    at_go_limit = "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1)
+    assert isinstance(parse(f'{{"deep":{at_go_limit}}}'), GoObject)

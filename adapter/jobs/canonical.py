@@ -27,6 +27,7 @@ from adapter.jobs.gojson import (
     format_js_number,
     parse_iterative,
     rebuild_deep,
+    refuse_beyond_deep_budget,
 )
 from adapter.jobs.jobspec import decode_jobspec
 
@@ -201,6 +202,7 @@ def _parse_js_deep(text: str) -> Any:
         raise ValueError("JSON.parse: nesting too deep")
     start = len(text) - len(text.lstrip(" \t\n\r"))
     try:
+        refuse_beyond_deep_budget(text)
         node, end = parse_iterative(text, start, go_strings=False)
     except GoDecodeError as exc:
         raise ValueError(f"JSON.parse: {exc}") from None
