@@ -57,6 +57,16 @@ def test_canonical_of_bare_spec(bare_spec: Path, capsys: pytest.CaptureFixture[s
         pytest.param(b'{"created_at": ""}', "created_at", id="empty-created-at"),
         pytest.param(b"{", "unexpected end of JSON input", id="truncated"),
         pytest.param(b'{"jobspec": {}}', "target_regions", id="request-without-regions"),
+        pytest.param(
+            b'{"created_at": "2025-10-12T14:12:10+24:00"}',
+            "runner decodes this spec but cannot canonicalise it: created_at: Time.MarshalJSON",
+            id="offset-go-cannot-marshal",
+        ),
+        pytest.param(
+            b'{"created_at": "2025-10-12T14:12:10\\u005a"}',
+            "could not decode this spec: created_at",
+            id="escaped-created-at",
+        ),
     ],
 )
 def test_canonical_reports_decode_errors(
@@ -69,7 +79,7 @@ def test_canonical_reports_decode_errors(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.count("\n") == 1
-    assert captured.err.startswith("beacon-adapter canonical: error: the runner could not decode")
+    assert captured.err.startswith("beacon-adapter canonical: error: the runner ")
     assert message in captured.err
 
 
@@ -235,3 +245,29 @@ def test_python_m_adapter_error_exit() -> None:
     assert result.returncode == 1
     assert result.stdout == b""
     assert result.stderr.decode().strip().endswith("runs: cannot unmarshal number 1.0 into int")
+
+
+@pytest.mark.parametrize(
+    ("key", "wrapped"),
+    [
+        pytest.param("jobspec", True, id="exact"),
+        pytest.param("JobSpec", True, id="title-case"),
+        pytest.param("JOB\u017fPEC", True, id="long-s-folds"),
+        pytest.param("job_spec", False, id="underscore-does-not-bind"),
+    ],
+)
+def test_canonical_and_verify_unwrap_by_the_same_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, wrapped: bool
+) -> None:
+    """Both commands unwrap a request whose key Go binds to jobspec (case-folded), and
+    both read any other body as a bare JobSpec, so they always speak of the same bytes."""
+    request = json.loads(PORTAL_REQUEST.read_bytes())
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps({key: request["jobspec"], "target_regions": ["US", "EU"]}))
+    assert main(["canonical", str(path)]) == 0
+    canonical = capsys.readouterr().out.encode("utf-8")
+    assert (hashlib.sha256(canonical).hexdigest() == PORTAL_SHA256) is wrapped
+    status = main(["verify", str(path)])
+    out = capsys.readouterr().out
+    assert (status == 0) is wrapped, out
+    assert ("verified: yes" in out) is wrapped

@@ -9,6 +9,10 @@ import pytest
 from hypothesis import given, strategies as st
 
 from adapter.jobs.gojson import (
+    _DECODER,
+    DEEP_CONTAINER_BUDGET,
+    FAST_DEPTH,
+    MAX_DEPTH,
     GoDecodeError,
     GoNumber,
     GoObject,
@@ -17,7 +21,9 @@ from adapter.jobs.gojson import (
     fold_key,
     format_float,
     parse,
+    parse_iterative,
     quote,
+    to_interface,
 )
 from tests.strategies import free_values
 
@@ -194,11 +200,53 @@ def test_parse_allow_trailing_reads_only_the_first_value() -> None:
         parse(b"  ", allow_trailing=True)
 
 
-def test_parse_too_deep_is_an_error_not_a_crash() -> None:
-    """Absurd nesting gives a decode error rather than RecursionError."""
-    depth = sys.getrecursionlimit() + 10
-    with pytest.raises(GoDecodeError, match="depth"):
-        parse(b"[" * depth + b"]" * depth)
+def test_parse_follows_go_to_its_nesting_limit_without_recursion() -> None:
+    """Go decodes 10,000 levels and refuses the 10,001st; so does parse, far past the stack."""
+    assert MAX_DEPTH == 10_000 > sys.getrecursionlimit()
+    deepest = parse(b"[" * MAX_DEPTH + b"]" * MAX_DEPTH)
+    for _ in range(MAX_DEPTH - 1):
+        assert isinstance(deepest, list)
+        assert len(deepest) == 1
+        deepest = deepest[0]
+    assert deepest == []
+    with pytest.raises(GoDecodeError, match="exceeded max depth"):
+        parse(b'{"a":' + b"[" * MAX_DEPTH + b"]" * MAX_DEPTH + b"}")
+    with pytest.raises(GoDecodeError) as caught:  # past the budget before Go's own limit
+        parse(b'{"a":' + b"[" * 5 * MAX_DEPTH + b"]" * 5 * MAX_DEPTH + b"}")
+    assert caught.value.field == ""
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a":[1,{"b":"x"},null,true,false,"\\u00e9\\ud800",-1.5e3],"c":{},"d":[]}',
+        b'  [ {"k" : "v" , "k":2} , [ ] , { } ]  ',
+        b'"2025-10-12T14:12:10\\u005a"',
+    ],
+)
+def test_iterative_parse_equals_the_c_parse(body: bytes) -> None:
+    """The path for deep bodies reads what the C parser reads (escaped times marked)."""
+    text = decode_text(body)
+    node, _ = parse_iterative(text, 0)
+    assert node == parse(body)
+    assert type(node) is type(parse(body))
+
+
+@given(free_values())
+def test_iterative_parse_equals_the_c_parse_on_any_value(value: object) -> None:
+    """Property: both parsers give equal nodes for any JSON value."""
+    text = encode(value).decode("utf-8")
+    assert parse_iterative(text, 0)[0] == _DECODER.raw_decode(text)[0]
+
+
+def test_deep_values_encode_and_convert_without_recursion() -> None:
+    """encode and to_interface fall back to their iterative twins past the Python stack."""
+    depth = 3 * sys.getrecursionlimit()
+    node = parse(b"[" * depth + b"1" + b"]" * depth)
+    errors: list[GoDecodeError] = []
+    value = to_interface(node, errors.append, "x")
+    assert not errors
+    assert encode(value) == b"[" * depth + b"1" + b"]" * depth
 
 
 @pytest.mark.parametrize(
@@ -318,3 +366,15 @@ def _go_quote_by_character(text: str) -> str:
 def test_quote_escapes_each_character_as_go_does(text: str) -> None:
     """The translate table escapes exactly what Go's encoder escapes, and how."""
     assert quote(text) == _go_quote_by_character(text)
+
+
+def test_deep_bodies_are_followed_within_a_container_budget() -> None:
+    """Past FAST_DEPTH the iterative path is followed for at most DEEP_CONTAINER_BUDGET
+    arrays and objects (it is slow); the same width without the depth takes the C path."""
+    wide = ",".join(["[1]"] * DEEP_CONTAINER_BUDGET)
+    deep = "[" * (FAST_DEPTH + 1) + "]" * (FAST_DEPTH + 1)
+    assert isinstance(parse(f'{{"wide":[{wide}]}}'), GoObject)
+    with pytest.raises(GoDecodeError, match="arrays and objects, more than"):
+        parse(f'{{"wide":[{wide}],"deep":{deep}}}')
+    at_go_limit = "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1)
+    assert isinstance(parse(f'{{"deep":{at_go_limit}}}'), GoObject)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 
 from adapter.jobs.canonical import canonical_v1, canonical_v1_bytes
+from adapter.jobs.gojson import GoMarshalError
 from adapter.jobs.jobspec import (
     CROSS_REGION_REQUEST,
     JOB_SPEC,
@@ -60,6 +61,11 @@ def test_top_level_null_is_the_zero_struct() -> None:
             "2025-10-12T14:12:10.1234567891Z", "2025-10-12T14:12:10.123456789Z", id="ns-truncated"
         ),
         pytest.param("2024-02-29T23:59:59Z", "2024-02-29T23:59:59Z", id="leap-day"),
+        # Go 1.24's time.Parse is lenient where strict RFC 3339 is not.
+        pytest.param("2025-10-12T4:12:10Z", "2025-10-12T04:12:10Z", id="one-digit-hour"),
+        pytest.param("2025-10-12T14:12:10,5Z", "2025-10-12T14:12:10.5Z", id="comma-fraction"),
+        pytest.param("2025-10-12T14:12:10+00:60", "2025-10-12T14:12:10+01:00", id="minute-60"),
+        pytest.param("2025-10-12T14:12:10-23:59", "2025-10-12T14:12:10-23:59", id="max-offset"),
     ],
 )
 def test_created_at_round_trips_as_go_rfc3339nano(written: str, marshalled: str) -> None:
@@ -91,9 +97,12 @@ def test_created_at_missing_or_null_is_the_zero_time(body: bytes) -> None:
         pytest.param("2025-02-29T00:00:00Z", id="not-a-leap-year"),
         pytest.param("2025-10-12T24:00:00Z", id="hour-24"),
         pytest.param("2025-10-12T14:12:60Z", id="leap-second"),
-        pytest.param("2025-10-12T14:12:10+24:00", id="offset-hour-24"),
-        pytest.param("2025-10-12T14:12:10,5Z", id="comma-fraction"),
-        pytest.param("2025-10-12T1:12:10Z", id="one-digit-hour"),
+        pytest.param("2025-10-12T14:12:10+25:00", id="offset-hour-25"),
+        pytest.param("2025-10-12T14:12:10+23:61", id="offset-minute-61"),
+        pytest.param("2025-10-12T014:12:10Z", id="three-digit-hour"),
+        pytest.param("2025-10-12T14:2:10Z", id="one-digit-minute"),
+        pytest.param("2025-10-12T14:12:10,Z", id="comma-without-digits"),
+        pytest.param("2025-10-12T14:12:10\\u005a", id="backslash-u-as-text"),
         pytest.param(1760278330614, id="number"),
         pytest.param({"t": 1}, id="object"),
     ],
@@ -103,6 +112,46 @@ def test_created_at_rejects_what_go_rejects(value: Any) -> None:
     with pytest.raises(GoDecodeError) as caught:
         decode_jobspec(_spec(created_at=value))
     assert caught.value.field == "created_at"
+    assert not isinstance(caught.value, GoMarshalError)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(r"2025-10-12T14:12:10\u005a", id="escaped-Z"),
+        pytest.param(r"2025\u002d10-12T14:12:10Z", id="escaped-hyphen"),
+        pytest.param(r"\u0032025-10-12T14:12:10Z", id="escaped-first-digit"),
+    ],
+)
+def test_created_at_with_json_escapes_is_refused(raw: str) -> None:
+    """Go parses the raw bytes between the quotes, so an escape never parses as a time;
+    the same escapes in a string field decode normally."""
+    body = f'{{"created_at":"{raw}","version":"{raw}"}}'.encode()
+    with pytest.raises(GoDecodeError) as caught:
+        decode_jobspec(body)
+    assert caught.value.field == "created_at"
+    unescaped = json.loads(f'"{raw}"')
+    spec = decode_jobspec(f'{{"created_at":"{unescaped}","version":"{raw}"}}'.encode())
+    assert spec["version"] == unescaped
+    assert type(spec["version"]) is str
+
+
+@pytest.mark.parametrize("offset", ["+24:00", "-24:00", "+23:60", "+24:60"])
+def test_created_at_that_go_decodes_but_cannot_marshal(offset: str) -> None:
+    """An offset of 24 hours or more decodes, then Time.MarshalJSON fails: the runner cannot
+    canonicalise it, and a later valid created_at replaces it as Go's decode does."""
+    stamp = f"2025-10-12T14:12:10{offset}"
+    with pytest.raises(GoMarshalError) as caught:
+        decode_jobspec(_spec(created_at=stamp))
+    assert caught.value.field == "created_at"
+    assert "timezone hour outside of range" in caught.value.reason
+    replaced = f'{{"created_at":"{stamp}","created_at":"2025-10-12T14:12:10Z"}}'.encode()
+    assert decode_jobspec(replaced)["created_at"] == "2025-10-12T14:12:10Z"
+    kept = f'{{"created_at":"{stamp}","created_at":null}}'.encode()
+    with pytest.raises(GoMarshalError):
+        decode_jobspec(kept)
+    with pytest.raises(GoDecodeError, match="runs"):  # a type error wins: the decode fails
+        decode_jobspec(f'{{"created_at":"{stamp}","runs":"x"}}'.encode())
 
 
 @pytest.mark.parametrize(

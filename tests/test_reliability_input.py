@@ -30,7 +30,14 @@ from pytest_aiohttp import AiohttpServer
 from adapter.config import Config
 from adapter.devkit.reference_runner import RECEIVED, create_reference_runner
 from adapter.jobs.canonical import parse_js, portal_messages
-from adapter.jobs.gojson import MAX_DEPTH, GoDecodeError, exceeds_max_depth, parse
+from adapter.jobs.gojson import (
+    MAX_DEPTH,
+    GoDecodeError,
+    GoObject,
+    exceeds_max_depth,
+    nesting_depth,
+    parse,
+)
 from adapter.jobs.rewrite import decide
 from tests.conftest import AdapterFactory, RunningAdapter
 from tests.portal import body, portal_spec, sign
@@ -125,7 +132,7 @@ CORPUS: list[Any] = [
     pytest.param(_with("questions", {"a": 1}), JSON, None, id="questions-object"),
     pytest.param(_with("created_at", "yesterday"), JSON, None, id="created-at-not-time"),
     pytest.param(_with("wallet_auth", "0xabc"), JSON, None, id="wallet-auth-string"),
-    # Deep nesting: Go allows 10,000 levels, the adapter refuses more than MAX_DEPTH.
+    # Deep nesting: Go allows 10,000 levels and so does the adapter (MAX_DEPTH).
     pytest.param(_deep_text(10_000, "["), JSON, None, id="deep-10000-arrays"),
     pytest.param(_deep_text(10_000, '{"a":'), JSON, None, id="deep-10000-objects"),
     pytest.param(b"[" * 10_000, JSON, None, id="deep-10000-unclosed"),
@@ -316,13 +323,18 @@ async def test_corpus_never_5xx_and_passes_bytes_unchanged(
         pytest.param(_deep_text(10_000, "["), "passthrough; reason=undecodable", id="10000"),
         pytest.param(
             _signed_raw("zz", _deep_text(700, '{"a":')),
-            "passthrough; reason=undecodable",
+            "rewritten; reason=in_rollout",
             id="700-signed",
         ),
         pytest.param(
             _signed_raw("zz", _deep_text(MAX_DEPTH - 1, "[")),
             "rewritten; reason=in_rollout",
-            id="at-the-bound-signed",
+            id="at-go-limit-in-unknown-field-signed",
+        ),
+        pytest.param(
+            _signed_raw("metadata", b'{"deep":' + _deep_text(MAX_DEPTH - 2, "[") + b"}"),
+            "passthrough; reason=undecodable",
+            id="at-go-limit-kept-cannot-be-wrapped",
         ),
         pytest.param(
             _with("metadata.pad", "x" * (3 * MIB)), "passthrough; reason=too_large", id="huge"
@@ -352,20 +364,29 @@ async def test_odd_bodies_get_the_documented_decision(
     assert decision.split("; bucket=")[0] == expected
 
 
-@pytest.mark.parametrize("levels", [MAX_DEPTH, 300, 480, 700, 990, 5_000, 10_000])
+@pytest.mark.parametrize("levels", [300, 480, 700, 990, 5_000, MAX_DEPTH - 1, MAX_DEPTH])
 @pytest.mark.parametrize("opener", ["[", '{"a":'])
-def test_deep_nesting_is_undecodable_not_recursion_error(levels: int, opener: str) -> None:
-    """Regression: 450-990 levels used to raise RecursionError, answered as 502 adapter_error."""
+def test_deep_nesting_is_decided_not_recursion_error(levels: int, opener: str) -> None:
+    """Regression: 450-990 levels used to raise RecursionError, answered as 502 adapter_error.
+    Go decodes up to 10,000 levels and so does the adapter, portal signature included;
+    beyond, the body passes through undecodable."""
     config = Config.from_env({"ADAPTER_UPSTREAM_URL": "http://127.0.0.1:1", **ON})
     data = _signed_raw("zz", _deep_text(levels, opener))  # spec depth: levels + 1
     verdict = decide(
         config.rewrite, data, content_type=JSON, content_encoding=None, now=datetime.now(UTC)
     )
-    assert (verdict.decision, verdict.reason) == ("passthrough", "undecodable")
-    with pytest.raises(GoDecodeError, match="exceeded max depth"):
-        parse(data)
-    with pytest.raises(ValueError, match="nesting too deep"):
-        parse_js(data)
+    if levels + 1 > MAX_DEPTH:
+        assert (verdict.decision, verdict.reason) == ("passthrough", "undecodable")
+        with pytest.raises(GoDecodeError, match="exceeded max depth"):
+            parse(data)
+        with pytest.raises(ValueError, match="nesting too deep"):
+            parse_js(data)
+    else:  # the unknown deep field is dropped by the projection: nothing deep is sent
+        assert (verdict.decision, verdict.reason) == ("rewritten", "in_rollout")
+        assert verdict.rewrite is not None
+        assert nesting_depth(verdict.rewrite.body) < 10
+        assert isinstance(parse(data), GoObject)
+        assert isinstance(parse_js(data), dict)
 
 
 @pytest.mark.parametrize(
@@ -376,7 +397,7 @@ def test_deep_nesting_is_undecodable_not_recursion_error(levels: int, opener: st
         pytest.param('["' + "[" * 5000 + '"]', False, id="brackets-in-string"),
         pytest.param('["\\"' + "{" * 5000 + '"]', False, id="escaped-quote-then-brackets"),
         pytest.param("[]" * 5000, False, id="wide-not-deep"),
-        pytest.param('{"a":' * 300 + "1" + "}" * 300, True, id="objects"),
+        pytest.param('{"a":' * 10_001 + "1" + "}" * 10_001, True, id="objects"),
     ],
 )
 def test_depth_scan(text: str, expected: bool) -> None:

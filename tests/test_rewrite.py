@@ -14,8 +14,8 @@ from hypothesis import given, settings as hsettings, strategies as st
 from nacl.signing import SigningKey
 
 from adapter.jobs.canonical import canonical_v1
-from adapter.jobs.gojson import GoDecodeError
-from adapter.jobs.jobspec import decode_cross_region_request, marshal_go
+from adapter.jobs.gojson import MAX_DEPTH, GoDecodeError, nesting_depth
+from adapter.jobs.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
 from adapter.jobs.rewrite import (
     Decision,
     Reason,
@@ -465,3 +465,23 @@ def test_trust_cannot_be_borrowed_through_a_case_folded_key() -> None:
     verdict = _decide(settings, body(signed))
     assert (verdict.decision, verdict.reason) == (Decision.PASSTHROUGH, Reason.BAD_SIGNATURE)
     assert verdict.signer == trusted
+
+
+@pytest.mark.parametrize(("depth", "rewritten"), [(MAX_DEPTH - 1, True), (MAX_DEPTH, False)])
+def test_nesting_at_go_limit_is_consistent(depth: int, rewritten: bool) -> None:
+    """Go decodes 10,000 levels. A spec one level short of it is rewritten (the wrapper adds
+    one); a spec at the limit passes through as undecodable, never as a failed self-check."""
+    spec = portal_spec()
+    nested: Any = []
+    for _ in range(depth - 3):  # the spec object, metadata and its "deep" member
+        nested = [nested]
+    spec["metadata"]["deep"] = nested
+    data = marshal_go(sign_v1(decode_jobspec(marshal_go(spec)), SERVICE_KEY).spec)
+    assert nesting_depth(data) == depth
+    verdict = _decide(_settings(), data)
+    if rewritten:
+        assert verdict.rewrite is not None, verdict
+        assert runner_verifies(verdict.rewrite.body, SERVICE_KEY.public_key_b64)
+        assert nesting_depth(verdict.rewrite.body) == MAX_DEPTH
+    else:
+        assert (verdict.decision, verdict.reason) == (Decision.PASSTHROUGH, Reason.UNDECODABLE)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from adapter.jobs.canonical import canonical_v1
-from adapter.jobs.gojson import GoDecodeError
+from adapter.jobs.gojson import GoDecodeError, GoMarshalError
 from adapter.jobs.jobspec import (
     decode_cross_region_request,
     decode_jobspec,
@@ -58,6 +58,10 @@ def _decode(data: bytes) -> tuple[dict[str, Any] | None, dict[str, Any]]:
             request = decode_cross_region_request(data)
             return request, request["jobspec"]
         return None, decode_jobspec(data)
+    except GoMarshalError as exc:
+        raise _CommandError(
+            f"the runner decodes this spec but cannot canonicalise it: {exc}"
+        ) from None
     except GoDecodeError as exc:
         raise _CommandError(f"the runner could not decode this spec: {exc}") from None
 

@@ -12,15 +12,22 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, NoReturn
 
 from adapter.jobs.gojson import (
+    MAX_DEPTH,
     SHORT_ESCAPES,
+    GoDecodeError,
+    GoNumber,
+    GoObject,
     encode,
     escape_table,
     exceeds_max_depth,
     format_js_number,
+    parse_iterative,
+    rebuild_deep,
+    refuse_beyond_deep_budget,
 )
 from adapter.jobs.jobspec import decode_jobspec
 
@@ -100,9 +107,58 @@ def _v1_object(obj: Mapping[str, Any], skip: frozenset[str] = frozenset()) -> di
 _V1_REMOVED_SET: Final = frozenset(_V1_REMOVED)
 
 
+def _float64_children(
+    value: Any,
+) -> tuple[Iterable[tuple[Any, Any]], Callable[[list[Any]], Any]] | None:
+    if isinstance(value, Mapping):
+        return value.items(), dict
+    if isinstance(value, list | tuple):
+        return ((None, item) for item in value), _values
+    return None
+
+
+def _float64_leaf(value: Any) -> Any:
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _values(pairs: list[tuple[Any, Any]]) -> list[Any]:
+    return [item for _, item in pairs]
+
+
+def _cleaned_children(
+    value: Any,
+) -> tuple[Iterable[tuple[Any, Any]], Callable[[list[Any]], Any]] | None:
+    # Step 4 descends through objects only: an array is a leaf, kept whole.
+    return (value.items(), _cleaned) if isinstance(value, dict) else None
+
+
+def _cleaned(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
+    return {
+        key: value
+        for key, value in pairs
+        if value is not None and not (type(value) is str and not value) and value != {}
+    }
+
+
+def _v1_object_deep(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Steps 2 to 4 as ``_v1_object``, without recursion (Go decodes 10,000 levels)."""
+    generic = rebuild_deep(spec, _float64_children, _float64_leaf)
+    cleaned: dict[str, Any] = rebuild_deep(generic, _cleaned_children, _same)
+    for key in _V1_REMOVED:
+        cleaned.pop(key, None)
+    return cleaned
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
 def canonical_v1(spec: Mapping[str, Any]) -> bytes:
     """The bytes the runner's ``VerifySignature`` checks, from a decoded (projected) spec."""
-    generic = _v1_object(spec, _V1_REMOVED_SET)  # steps 2, 3 and 4
+    try:
+        generic = _v1_object(spec, _V1_REMOVED_SET)  # steps 2, 3 and 4
+    except RecursionError:
+        generic = _v1_object_deep(spec)
     constraints = generic.get("constraints")
     if isinstance(constraints, dict):
         rate = constraints.get("min_success_rate")
@@ -123,20 +179,50 @@ def _reject_js_constant(name: str) -> NoReturn:
     raise ValueError(f"JSON.parse: unexpected token {name!r}")
 
 
+# Bodies nested deeper than this are parsed and stringified without recursion (as the Go
+# side is, to the same 10,000 levels), so portal signatures are recognised at any depth
+# the runner decodes.
+JS_FAST_DEPTH: Final = 256
 _JS_PARSER: Final = json.JSONDecoder(parse_int=float, parse_constant=_reject_js_constant)
 
 
 def parse_js(data: bytes) -> Any:
     """``JSON.parse`` of a UTF-8 body: numbers are doubles, last duplicate key wins."""
     text = data.decode("utf-8", "replace")
-    if exceeds_max_depth(text):  # the stringify steps recurse per level (see gojson)
-        raise ValueError("JSON.parse: nesting too deep")
+    if exceeds_max_depth(text, JS_FAST_DEPTH):
+        return _parse_js_deep(text)
     try:
         return _JS_PARSER.decode(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"JSON.parse: {exc.msg} at offset {exc.pos}") from None
-    except RecursionError:
-        raise ValueError("JSON.parse: nesting too deep") from None
+
+
+def _parse_js_deep(text: str) -> Any:
+    if exceeds_max_depth(text, MAX_DEPTH):
+        raise ValueError("JSON.parse: nesting too deep")
+    start = len(text) - len(text.lstrip(" \t\n\r"))
+    try:
+        refuse_beyond_deep_budget(text)
+        node, end = parse_iterative(text, start, go_strings=False)
+    except GoDecodeError as exc:
+        raise ValueError(f"JSON.parse: {exc}") from None
+    if text[end:].strip(" \t\n\r"):
+        raise ValueError(f"JSON.parse: extra data at offset {end}")
+    return rebuild_deep(node, _js_children, _js_leaf)
+
+
+def _js_children(
+    node: Any,
+) -> tuple[Iterable[tuple[Any, Any]], Callable[[list[Any]], Any]] | None:
+    if isinstance(node, GoObject):
+        return node, dict
+    if isinstance(node, list):
+        return ((None, item) for item in node), _values
+    return None
+
+
+def _js_leaf(node: Any) -> Any:
+    return float(node.text) if isinstance(node, GoNumber) else node
 
 
 _JS_ESCAPES: Final = SHORT_ESCAPES  # JSON.stringify has no HTML escaping
@@ -241,7 +327,48 @@ def _stringify_other(parts: list[str], value: Any) -> None:
 def js_stable_stringify(value: Any) -> str:
     """``json-stable-stringify``: keys sorted by UTF-16 code units at every level."""
     parts: list[str] = []
-    _stringify_into(parts, value)
+    try:
+        _stringify_into(parts, value)
+    except RecursionError:  # deeper than Python's stack: the same, without recursion
+        return _stringify_deep(value)
+    return "".join(parts)
+
+
+_END: Final = object()
+
+
+def _stringify_deep(value: Any) -> str:
+    parts: list[str] = []
+    # Each open container: [iterator over (key or None, item), closing text, first].
+    stack: list[list[Any]] = []
+
+    def start(item: Any) -> None:
+        if isinstance(item, Mapping):
+            parts.append("{")
+            members = ((key, item[key]) for key in _sorted_utf16(item))
+            stack.append([members, "}", True])
+        elif isinstance(item, list | tuple):
+            parts.append("[")
+            stack.append([((None, element) for element in item), "]", True])
+        else:
+            _stringify_other(parts, item)
+
+    start(value)
+    while stack:
+        frame = stack[-1]
+        member = next(frame[0], _END)
+        if member is _END:
+            parts.append(frame[1])
+            stack.pop()
+            continue
+        if not frame[2]:
+            parts.append(",")
+        frame[2] = False
+        key: object = member[0]  # type: ignore[index]
+        item = member[1]  # type: ignore[index]
+        if isinstance(key, str):
+            parts.append(js_quote(key) + ":")
+        start(item)
     return "".join(parts)
 
 

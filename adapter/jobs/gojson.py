@@ -12,7 +12,7 @@ import codecs
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
@@ -48,39 +48,108 @@ def _replace_each_byte(error: UnicodeError) -> tuple[str, int]:
 
 codecs.register_error("gojson.replace", _replace_each_byte)
 
-# Go's decoder allows 10,000 levels of nesting. Python cannot follow it that far: the
-# projection, the canonical forms and the encoders recurse once or twice per level and
-# hit the interpreter's recursion limit (1,000 frames) from about 450 levels, which used
-# to escape as RecursionError. Deeper documents are refused here as Go refuses its own
-# limit; the adapter then passes them through untouched and the runner decides. No
-# JobSpec nests more than a handful of levels.
-MAX_DEPTH: Final = 256
-_DEPTH_TOKEN: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+class GoMarshalError(GoDecodeError):
+    """The runner decodes the body but ``json.Marshal`` of the decoded struct fails.
+
+    ``CanonicalizeJobSpecV1`` marshals the struct first, so the runner cannot canonicalise
+    such a spec (docs/runner-contract.md §2a): a ``time.Time`` whose offset is 24 hours or
+    more decodes, then ``Time.MarshalJSON`` refuses it. For the adapter it is as good as
+    undecodable: nothing it could sign would verify.
+    """
 
 
-def exceeds_max_depth(text: str, limit: int = MAX_DEPTH) -> bool:
+class EscapedString(str):
+    """A string literal written with escapes whose value could be read as a timestamp.
+
+    Go's ``time.Time.UnmarshalJSON`` parses the raw bytes between the quotes, escapes and
+    all (docs/runner-contract.md §1), so ``"...\\u005a"`` is not ``"...Z"`` to it. Every other
+    field sees the unescaped value; decoders turn this back into a plain ``str``.
+    """
+
+    __slots__ = ()
+
+
+# Go's decoder allows 10,000 levels of nesting (encoding/json maxNestingDepth) and refuses
+# the 10,001st, on every route (docs/runner-contract.md §1). The adapter follows it exactly.
+# Bodies up to FAST_DEPTH levels take the C parser and the recursive helpers below; deeper
+# ones take iterative twins (``parse`` and ``rebuild_deep``), so no depth Go accepts can
+# raise RecursionError. No real JobSpec nests more than a handful of levels.
+MAX_DEPTH: Final = 10_000
+FAST_DEPTH: Final = 200
+# The iterative path costs about 75 µs per array or object through a whole decision (the C
+# path a third of that), and a 1 MiB body can hold half a million of them. A body nested
+# past FAST_DEPTH is followed only while it holds at most this many: enough for a spec at
+# Go's full depth plus its ordinary content (about 1 s of CPU at worst); a bigger one is
+# refused, so it passes through unchanged and the runner decides.
+DEEP_CONTAINER_BUDGET: Final = 12_000
+_DEPTH_TOKEN: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+_DEPTH_TOKEN_BYTES: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+
+
+def nesting_depth(text: str | bytes) -> int:
+    """How many levels of arrays and objects the JSON text nests (brackets in strings aside)."""
+    tokens = _DEPTH_TOKEN_BYTES if isinstance(text, bytes) else _DEPTH_TOKEN
+    opening = (b"[", b"{") if isinstance(text, bytes) else ("[", "{")
+    depth = deepest = 0
+    for match in tokens.finditer(text):  # type: ignore[arg-type]
+        char = match.group()
+        if char in opening:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif len(char) == 1:
+            depth -= 1
+    return deepest
+
+
+def exceeds_max_depth(text: str | bytes, limit: int = MAX_DEPTH) -> bool:
     """Whether the JSON text nests arrays and objects more than ``limit`` levels deep.
 
-    Brackets inside strings do not count. Linear, and free for ordinary bodies: the scan
-    runs only when the text holds more opening brackets than ``limit``.
+    Free for ordinary bodies: the scan runs only when the text holds more opening
+    brackets than ``limit``.
     """
-    if text.count("[") + text.count("{") <= limit:
-        return False
+    if isinstance(text, bytes):
+        if text.count(b"[") + text.count(b"{") <= limit:
+            return False
+        tokens, opening = _DEPTH_TOKEN_BYTES.finditer(text), (b"[", b"{")
+    else:
+        if text.count("[") + text.count("{") <= limit:
+            return False
+        tokens, opening = _DEPTH_TOKEN.finditer(text), ("[", "{")  # type: ignore[assignment]
     depth = 0
-    for match in _DEPTH_TOKEN.finditer(text):
-        char = text[match.start()]
-        if char in "[{":
+    for match in tokens:  # stops at the first level past the limit
+        char = match.group()
+        if char in opening:
             depth += 1
             if depth > limit:
                 return True
-        elif char in "]}":
+        elif len(char) == 1:
             depth -= 1
     return False
+
+
+def refuse_beyond_deep_budget(text: str) -> None:
+    """Raise for a deep body with more arrays and objects than the adapter follows."""
+    containers = text.count("[") + text.count("{")  # brackets in strings count: an upper bound
+    if containers > DEEP_CONTAINER_BUDGET:
+        raise GoDecodeError(
+            "",
+            f"nested past {FAST_DEPTH} levels with {containers} arrays and objects, more "
+            f"than the {DEEP_CONTAINER_BUDGET} the adapter follows that deep",
+        )
 
 
 _LONE_SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _JSON_SPACE: Final = " \t\n\r"
+# Characters a timestamp Go's time.Parse accepts can hold, and their \u escapes. A string
+# literal built only of these with at least one escape is what EscapedString marks.
+_TIME_CHAR: Final = r"[0-9TZ:.,+\-]"
+_TIME_ESCAPE: Final = r"\\u00(?:3[0-9aA]|5[4aA]|2[bBcCdDeE])"
+_ESCAPED_TIME_LITERAL: Final = re.compile(
+    f'"(?:{_TIME_CHAR}|{_TIME_ESCAPE})*{_TIME_ESCAPE}(?:{_TIME_CHAR}|{_TIME_ESCAPE})*"'
+)
+_TIME_TEXT: Final = re.compile(f"{_TIME_CHAR}+")
 
 
 def decode_text(data: bytes) -> str:
@@ -121,7 +190,8 @@ def _syntax_error(text: str, pos: int, what: str) -> GoDecodeError:
 def parse(data: bytes | str, *, allow_trailing: bool = False) -> Any:
     """Parse one JSON value into Go-faithful nodes.
 
-    Nodes are ``None``, ``bool``, ``str``, :class:`GoNumber`, ``list`` and :class:`GoObject`.
+    Nodes are ``None``, ``bool``, ``str`` (:class:`EscapedString` for an escaped literal
+    that could be a timestamp), :class:`GoNumber`, ``list`` and :class:`GoObject`.
     ``allow_trailing`` mimics ``json.Decoder.Decode`` (what gin binds with): bytes after the
     first complete value are ignored. Otherwise any trailing non-space is an error, as in
     ``json.Unmarshal``.
@@ -130,21 +200,159 @@ def parse(data: bytes | str, *, allow_trailing: bool = False) -> Any:
     start = len(text) - len(text.lstrip(_JSON_SPACE))
     if start == len(text):
         raise GoDecodeError("", "EOF" if allow_trailing else "unexpected end of JSON input")
-    if exceeds_max_depth(text):
-        raise GoDecodeError("", "exceeded max depth")
-    try:
-        node, end = _DECODER.raw_decode(text, start)
-    except json.JSONDecodeError as exc:
-        raise _syntax_error(text, exc.pos, exc.msg.lower()) from None
-    except RecursionError:
-        raise GoDecodeError("", "exceeded max depth") from None
+    deep = exceeds_max_depth(text, FAST_DEPTH)
+    if deep:
+        refuse_beyond_deep_budget(text)
+    if deep or ("\\" in text and _ESCAPED_TIME_LITERAL.search(text, start) is not None):
+        node, end = parse_iterative(text, start)
+    else:
+        try:
+            node, end = _DECODER.raw_decode(text, start)
+        except json.JSONDecodeError as exc:
+            raise _syntax_error(text, exc.pos, exc.msg.lower()) from None
+        if _LONE_SURROGATE_ESCAPE.search(text, start, end):
+            node = _fix_surrogates(node)
     if not allow_trailing:
         rest = len(text) - len(text[end:].lstrip(_JSON_SPACE))
         if rest < len(text):
             raise _syntax_error(text, rest, "after top-level value")
-    if _LONE_SURROGATE_ESCAPE.search(text, start, end):
-        node = _fix_surrogates(node)
     return node
+
+
+_SPACE: Final = re.compile(r"[ \t\n\r]*")
+_NUMBER: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?", re.ASCII)
+_LITERALS: Final = (("true", True), ("false", False), ("null", None))
+_scanstring: Final[Callable[[str, int, bool], tuple[str, int]]] = json.decoder.scanstring  # type: ignore[attr-defined]
+
+
+def parse_iterative(text: str, pos: int, *, go_strings: bool = True) -> tuple[Any, int]:
+    """The same parse without recursion, as deep as Go allows (``MAX_DEPTH``).
+
+    Also the path for bodies holding an escaped timestamp-like literal: strings are read
+    one by one here, so such a literal can be marked (:class:`EscapedString`). With
+    ``go_strings=False`` strings are left as JavaScript reads them (lone surrogates kept,
+    nothing marked).
+    """
+    fix_surrogates = go_strings and _LONE_SURROGATE_ESCAPE.search(text, pos) is not None
+    space = _SPACE.match  # matches everywhere: zero or more spaces
+    # Each open container: [members or items, pending key (None for arrays)].
+    stack: list[list[Any]] = []
+    length = len(text)
+
+    def string_at(at: int, *, is_key: bool) -> tuple[str, int]:
+        try:
+            value, end = _scanstring(text, at + 1, True)
+        except json.JSONDecodeError as exc:
+            raise _syntax_error(text, exc.pos, exc.msg.lower()) from None
+        if fix_surrogates:
+            value = _SURROGATE.sub("\ufffd", value)
+        if (
+            go_strings
+            and not is_key
+            and text.find("\\", at, end) != -1
+            and _TIME_TEXT.fullmatch(value)
+        ):
+            value = EscapedString(value)
+        return value, end
+
+    def key_at(at: int) -> tuple[str, int]:
+        at = space(text, at).end()  # type: ignore[union-attr]
+        if at >= length or text[at] != '"':
+            raise _syntax_error(text, at, "looking for beginning of object key string")
+        key, at = string_at(at, is_key=True)
+        at = space(text, at).end()  # type: ignore[union-attr]
+        if at >= length or text[at] != ":":
+            raise _syntax_error(text, at, "after object key")
+        return key, at + 1
+
+    while True:
+        # Read one value at pos: a scalar, an empty container, or open a container.
+        pos = space(text, pos).end()  # type: ignore[union-attr]
+        char = text[pos] if pos < length else ""
+        value: Any
+        if char in ("{", "["):
+            if len(stack) >= MAX_DEPTH:
+                raise GoDecodeError("", f"invalid character {char!r} exceeded max depth")
+            after = space(text, pos + 1).end()  # type: ignore[union-attr]
+            closing = "}" if char == "{" else "]"
+            if after < length and text[after] == closing:
+                value, pos = (GoObject(()) if char == "{" else []), after + 1
+            elif char == "{":
+                key, pos = key_at(pos + 1)
+                stack.append([[], key])
+                continue
+            else:
+                stack.append([[], None])
+                pos += 1
+                continue
+        elif char == '"':
+            value, pos = string_at(pos, is_key=False)
+        else:
+            number = _NUMBER.match(text, pos)
+            if number is not None and char:
+                value, pos = GoNumber(number.group()), number.end()
+            else:
+                for word, literal in _LITERALS:
+                    if text.startswith(word, pos):
+                        value, pos = literal, pos + len(word)
+                        break
+                else:
+                    raise _syntax_error(text, pos, "looking for beginning of value")
+        # Hand the finished value to its container, closing containers as they end.
+        while True:
+            if not stack:
+                return value, pos
+            frame = stack[-1]
+            is_object = frame[1] is not None
+            frame[0].append((frame[1], value) if is_object else value)
+            pos = space(text, pos).end()  # type: ignore[union-attr]
+            char = text[pos] if pos < length else ""
+            if char == ",":
+                if is_object:
+                    frame[1], pos = key_at(pos + 1)
+                else:
+                    pos += 1
+                break
+            if char == ("}" if is_object else "]"):
+                stack.pop()
+                value = GoObject(frame[0]) if is_object else frame[0]
+                pos += 1
+                continue
+            raise _syntax_error(text, pos, "after value")
+
+
+def rebuild_deep(
+    root: Any,
+    split: Callable[[Any], tuple[Iterable[tuple[Any, Any]], Callable[[list[Any]], Any]] | None],
+    leaf: Callable[[Any], Any],
+) -> Any:
+    """Rebuild a nested value bottom-up without recursion (for values deeper than Python's
+    recursion allows, which Go accepts up to ``MAX_DEPTH``).
+
+    ``split(node)`` gives ``None`` for a leaf, else the node's ``(key, child)`` pairs and
+    a function building the new node from the ``(key, rebuilt child)`` pairs; ``leaf``
+    rebuilds a leaf.
+    """
+    top = split(root)
+    if top is None:
+        return leaf(root)
+    # Each frame: [pending (key, child) pairs, finish, rebuilt pairs, key in the parent].
+    stack: list[list[Any]] = [[iter(top[0]), top[1], [], None]]
+    while True:
+        frame = stack[-1]
+        for key, child in frame[0]:
+            inner = split(child)
+            if inner is None:
+                frame[2].append((key, leaf(child)))
+            else:
+                stack.append([iter(inner[0]), inner[1], [], key])
+                break
+        else:
+            value = frame[1](frame[2])
+            stack.pop()
+            if not stack:
+                return value
+            stack[-1][2].append((frame[3], value))
 
 
 def json_type(node: Any) -> str:
@@ -176,23 +384,54 @@ _AS_IS: Final = frozenset({str, bool, type(None)})
 
 def to_interface(node: Any, on_error: Callable[[GoDecodeError], None], field: str) -> Any:
     """Decode into ``interface{}``: objects become maps (last duplicate wins), numbers float64."""
+    try:
+        return _to_interface(node, on_error, field)
+    except RecursionError:
+        return _to_interface_deep(node, on_error, field)
+
+
+def _to_interface(node: Any, on_error: Callable[[GoDecodeError], None], field: str) -> Any:
     if isinstance(node, GoObject):
         return {
-            key: value if type(value) in _AS_IS else to_interface(value, on_error, field)
+            key: value if type(value) in _AS_IS else _to_interface(value, on_error, field)
             for key, value in node
         }
     if isinstance(node, list):
         return [
-            value if type(value) in _AS_IS else to_interface(value, on_error, field)
+            value if type(value) in _AS_IS else _to_interface(value, on_error, field)
             for value in node
         ]
+    return _interface_leaf(node, on_error, field)
+
+
+def _interface_leaf(node: Any, on_error: Callable[[GoDecodeError], None], field: str) -> Any:
     if isinstance(node, GoNumber):
         try:
             return to_float64(node)
         except OverflowError:
             on_error(GoDecodeError(field, f"cannot unmarshal number {node.text} into float64"))
             return None
+    if isinstance(node, EscapedString):
+        return str(node)
     return node
+
+
+def _json_children(
+    node: Any,
+) -> tuple[Iterable[tuple[Any, Any]], Callable[[list[Any]], Any]] | None:
+    if isinstance(node, GoObject):
+        return node, dict
+    if isinstance(node, list):
+        return ((None, item) for item in node), _values_list
+    return None
+
+
+def _values_list(pairs: list[tuple[Any, Any]]) -> list[Any]:
+    return [value for _, value in pairs]
+
+
+def _to_interface_deep(node: Any, on_error: Callable[[GoDecodeError], None], field: str) -> Any:
+    return rebuild_deep(node, _json_children, lambda leaf: _interface_leaf(leaf, on_error, field))
 
 
 # Go folds struct field names for case-insensitive matching: ASCII letters by case, plus the
@@ -429,5 +668,50 @@ def encode(value: Any, *, sort_keys: bool = False) -> bytes:
     the byte order of their UTF-8 (Go ``sort.Strings``).
     """
     parts: list[str] = []
-    _encode_into(parts, value, sort_keys)
+    try:
+        _encode_into(parts, value, sort_keys)
+    except RecursionError:
+        parts = _encode_deep(value, sort_keys)
     return "".join(parts).encode("utf-8")
+
+
+_END: Final = object()
+
+
+def _encode_deep(value: Any, sort_keys: bool) -> list[str]:
+    """``encode`` without recursion, for values nested deeper than Python's stack allows."""
+    parts: list[str] = []
+    # Each open container: [iterator over members or items, closing text, is a mapping,
+    # no member written yet].
+    stack: list[list[Any]] = []
+
+    def start(item: Any) -> None:
+        if isinstance(item, Mapping) and not isinstance(item, RawJSON):
+            members = sorted(item.items()) if sort_keys else item.items()
+            parts.append("{")
+            stack.append([iter(members), "}", True, True])
+        elif isinstance(item, list | tuple):
+            parts.append("[")
+            stack.append([iter(item), "]", False, True])
+        else:
+            _encode_into(parts, item, sort_keys)
+
+    start(value)
+    while stack:
+        frame = stack[-1]
+        item = next(frame[0], _END)
+        if item is _END:
+            parts.append(frame[1])
+            stack.pop()
+            continue
+        if not frame[3]:
+            parts.append(",")
+        frame[3] = False
+        if frame[2]:
+            key: object = item[0]  # type: ignore[index]
+            item = item[1]  # type: ignore[index]
+            if not isinstance(key, str):
+                raise TypeError(f"json: unsupported map key type {type(key).__name__}")
+            parts.append(quote(key) + ":")
+        start(item)
+    return parts

@@ -10,19 +10,22 @@ also what the adapter must sign and send (``marshal_go``). Structs follow
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Final
 
 from adapter.jobs.gojson import (
+    EscapedString,
     GoDecodeError,
+    GoMarshalError,
     GoNumber,
     GoObject,
     encode,
     fold_key,
     json_type,
     parse,
+    rebuild_deep,
     to_float64,
     to_interface,
 )
@@ -33,8 +36,10 @@ __all__ = [
     "ZERO_TIME",
     "GoDecodeError",
     "GoField",
+    "GoMarshalError",
     "GoStruct",
     "Kind",
+    "TimeMarshalError",
     "decode_cross_region_request",
     "decode_jobspec",
     "is_cross_region_request",
@@ -231,11 +236,12 @@ _REQUIRED_IN_REQUEST: Final = ("jobspec", "target_regions")
 
 # --- time.Time -------------------------------------------------------------------------------
 
-_RFC3339: Final = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-](\d{2}):(\d{2}))",
-    re.ASCII,
-)
 _DAYS_IN_MONTH: Final = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_RFC3339_LAYOUT: Final = "2006-01-02T15:04:05Z07:00"
+
+
+class TimeMarshalError(ValueError):
+    """A ``time.Time`` that decoded but that ``Time.MarshalJSON`` refuses to encode."""
 
 
 def _days_in(month: int, year: int) -> int:
@@ -243,29 +249,54 @@ def _days_in(month: int, year: int) -> int:
     return 29 if month == 2 and leap else _DAYS_IN_MONTH[month - 1]
 
 
-def parse_rfc3339(text: str) -> str:
-    """Validate as Go's ``Time.UnmarshalJSON`` does, and return Go's re-marshalled form.
+# time.Parse(time.RFC3339, ...) as Go 1.24 runs it: the hour takes one digit when no second
+# one follows, a fraction follows "." or "," with any number of digits, and the offset is
+# "Z" or a sign, two digits, ":" and two digits; nothing may follow.
+_GO_RFC3339: Final = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{1,2}):([0-9]{2}):([0-9]{2})"
+    r"(?:[.,]([0-9]+))?(?:Z|([+-])([0-9]{2}):([0-9]{2}))"
+)
 
-    Go re-marshals in RFC 3339 with nanoseconds: the fraction keeps at most 9 digits
-    (truncated) minus trailing zeros, and a zero offset (``+00:00``/``-00:00``) becomes
-    ``Z``. Other offsets and the wall clock are kept as written. Raises ``ValueError``.
+
+def parse_rfc3339(text: str) -> str:
+    """Parse as Go's ``Time.UnmarshalJSON`` does and return what ``Time.MarshalJSON`` writes.
+
+    Go 1.24 parses the raw string with ``time.Parse(time.RFC3339, ...)`` (its strict
+    RFC 3339 checks are disabled), which is lenient (docs/runner-contract.md §1): the hour
+    may have one digit, the fraction may follow a ``,``, take any number of digits (9 are
+    kept), and the offset may be up to ``+24:60``. The result is re-marshalled as RFC 3339
+    with nanoseconds: two-digit hour, ``.`` and at most 9 fraction digits without trailing
+    zeros, offset normalised (``+00:60`` is ``+01:00``, a zero offset is ``Z``).
+    Raises ``ValueError`` where Go's parse fails, and :class:`TimeMarshalError` where the
+    parse succeeds but ``MarshalJSON`` fails (an offset of 24 hours or more).
     """
-    match = _RFC3339.fullmatch(text)
+    match = _GO_RFC3339.fullmatch(text)
     if match is None:
-        raise ValueError(f'parsing time "{text}" as RFC 3339: bad layout')
+        raise ValueError(f'parsing time "{text}" as "{_RFC3339_LAYOUT}": cannot parse')
     year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
-    if not 1 <= month <= 12 or not 1 <= day <= _days_in(month, year):
-        raise ValueError(f'parsing time "{text}": day or month out of range')
-    if hour > 23 or minute > 59 or second > 59:
-        raise ValueError(f'parsing time "{text}": time of day out of range')
-    zone = match.group(8)
-    if zone != "Z":
-        if int(match.group(9)) > 23 or int(match.group(10)) > 59:
+    if not 1 <= month <= 12:
+        raise ValueError(f'parsing time "{text}": month out of range')
+    if hour >= 24 or minute >= 60 or second >= 60:
+        raise ValueError(f'parsing time "{text}": hour, minute or second out of range')
+    offset_minutes = 0
+    sign = match.group(8)
+    if sign is not None:
+        zone_hours, zone_minutes = int(match.group(9)), int(match.group(10))
+        if zone_hours > 24 or zone_minutes > 60:  # Go allows 24 and 60 themselves
             raise ValueError(f'parsing time "{text}": time zone offset out of range')
-        if zone[1:] == "00:00":
-            zone = "Z"
+        offset_minutes = (zone_hours * 60 + zone_minutes) * (-1 if sign == "-" else 1)
+    if day < 1 or day > _days_in(month, year):
+        raise ValueError(f'parsing time "{text}": day out of range')
     fraction = (match.group(7) or "")[:9].rstrip("0")
-    return text[:19] + (f".{fraction}" if fraction else "") + zone
+    stamp = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}"
+    if fraction:
+        stamp += "." + fraction
+    if offset_minutes == 0:
+        return stamp + "Z"
+    zone_hours, zone_minutes = divmod(abs(offset_minutes), 60)
+    if zone_hours >= 24:
+        raise TimeMarshalError("Time.MarshalJSON: timezone hour outside of range [0,23]")
+    return f"{stamp}{'-' if offset_minutes < 0 else '+'}{zone_hours:02d}:{zone_minutes:02d}"
 
 
 # --- decoding into the structs ---------------------------------------------------------------
@@ -276,6 +307,9 @@ class _Decode:
 
     def __init__(self) -> None:
         self.first_error: GoDecodeError | None = None
+        # time.Time fields that decoded but cannot be marshalled, by path (a later value
+        # for the same field replaces the entry; null leaves it, as it leaves the field).
+        self.unmarshallable: dict[str, str] = {}
 
     def save(self, error: GoDecodeError) -> None:
         if self.first_error is None:
@@ -313,7 +347,7 @@ class _Decode:
 
     def string(self, node: Any, fld: GoField, current: Any, path: str) -> Any:
         if isinstance(node, str):
-            return node
+            return str(node)  # an EscapedString is an ordinary string here
         self.mismatch(node, "string", path)
         return current
 
@@ -341,13 +375,23 @@ class _Decode:
         return current
 
     def time(self, node: Any, fld: GoField, current: Any, path: str) -> Any:
-        # Time.UnmarshalJSON's errors are not saved: they stop the decode at once.
+        # Time.UnmarshalJSON's errors are not saved: they stop the decode at once. It parses
+        # the raw bytes between the quotes, so a literal with escapes never parses.
         if not isinstance(node, str):
             raise GoDecodeError(path, "Time.UnmarshalJSON: input is not a JSON string")
+        if isinstance(node, EscapedString):
+            raise GoDecodeError(
+                path, f"parsing time {node!r}: escapes are not unescaped by Time.UnmarshalJSON"
+            )
         try:
-            return parse_rfc3339(node)
+            value = parse_rfc3339(node)
+        except TimeMarshalError as exc:
+            self.unmarshallable[path] = str(exc)
+            return node
         except ValueError as exc:
             raise GoDecodeError(path, str(exc)) from None
+        self.unmarshallable.pop(path, None)
+        return value
 
     def any_map(self, node: Any, fld: GoField, current: Any, path: str) -> Any:
         if not isinstance(node, GoObject):
@@ -365,7 +409,7 @@ class _Decode:
         result = dict(current) if current is not None else {}
         for key, value in node:
             if value is None or isinstance(value, str):
-                result[key] = value or ""  # a null element is the zero string
+                result[key] = str(value or "")  # a null element is the zero string
             else:
                 self.mismatch(value, "string", path)
                 result[key] = ""
@@ -375,18 +419,15 @@ class _Decode:
         if not isinstance(node, list):
             self.mismatch(node, fld.kind.value, path)
             return current
-        old = current or []
-        result: list[str] = []
+        if current is None and all(type(item) is str for item in node):
+            return node  # the usual case: a first, plain array of strings
+        backing = _backing_array(current, node, "")
         for index, item in enumerate(node):
-            previous = old[index] if index < len(old) else ""
-            if item is None:
-                result.append(previous)
-            elif isinstance(item, str):
-                result.append(item)
-            else:
+            if isinstance(item, str):
+                backing[index] = str(item)
+            elif item is not None:  # null leaves the element as it was
                 self.mismatch(item, "string", path)
-                result.append(previous)
-        return result
+        return _Slice.of(backing, len(node))
 
     def struct(self, node: Any, fld: GoField, current: Any, path: str) -> Any:
         assert fld.struct is not None
@@ -407,20 +448,59 @@ class _Decode:
 
     def struct_list(self, node: Any, fld: GoField, current: Any, path: str) -> Any:
         assert fld.struct is not None
+        struct = fld.struct
         if not isinstance(node, list):
             self.mismatch(node, fld.go_type, path)
             return current
-        # Go decodes element i into the existing element while i < len: objects merge.
-        old = current or []
-        result: list[dict[str, Any]] = []
+        # Go decodes element i into the element already there (objects merge, null keeps
+        # it), including one left in the backing array's spare capacity.
+        backing = _backing_array(current, node, None)
         for index, item in enumerate(node):
-            element = old[index] if index < len(old) else fld.struct.zero_value()
+            if backing[index] is None:
+                backing[index] = struct.zero_value()
             if isinstance(item, GoObject):
-                self.into_struct(item, fld.struct, element, path)
+                self.into_struct(item, struct, backing[index], path)
             elif item is not None:
-                self.mismatch(item, fld.struct.go_name, path)
-            result.append(element)
-        return result
+                self.mismatch(item, struct.go_name, path)
+        return _Slice.of(backing, len(node))
+
+
+class _Slice(list[Any]):
+    """A Go slice after a decode into an existing one: the elements up to its length, and
+    ``spare``, what its backing array still holds beyond them.
+
+    Go's decoder reuses the old slice for a repeated key: it truncates it to the new
+    array's length but keeps the backing array, and a later, longer array shows the old
+    elements again where its own are null (encoding/json ``array``; docs/runner-contract.md
+    §1). A slice Go allocates afresh (first decode, or an empty array) has no spare.
+    """
+
+    __slots__ = ("spare",)
+
+    spare: list[Any]
+
+    @classmethod
+    def of(cls, backing: list[Any], length: int) -> list[Any]:
+        if length == len(backing):
+            return backing
+        visible = cls(backing[:length])
+        visible.spare = backing[length:]
+        return visible
+
+
+def _backing_array(current: Any, node: list[Any], zero: Any) -> list[Any]:
+    """The backing array Go decodes ``node``'s elements into, at least ``len(node)`` long.
+
+    An empty array makes Go allocate a new empty slice, so nothing old survives it.
+    Growing copies every element the old backing array holds; new slots are zero.
+    """
+    if not node or current is None:
+        backing: list[Any] = []
+    else:
+        backing = [*current, *getattr(current, "spare", ())]
+    if len(backing) < len(node):
+        backing.extend([zero] * (len(node) - len(backing)))
+    return backing
 
 
 _Handler = Callable[[_Decode, Any, GoField, Any, str], Any]
@@ -453,14 +533,39 @@ def _is_integer_text(text: str) -> bool:
 
 def _sorted_map(value: Any) -> Any:
     """Free values as Go marshals them: map keys in byte order, recursively."""
+    try:
+        return _sorted_map_fast(value)
+    except RecursionError:  # deeper than Python's stack; Go allows MAX_DEPTH levels
+        return rebuild_deep(value, _sorted_children, _same)
+
+
+def _sorted_map_fast(value: Any) -> Any:
     if isinstance(value, dict):
         return {
-            key: _sorted_map(item) if isinstance(item, dict | list) else item
+            key: _sorted_map_fast(item) if isinstance(item, dict | list) else item
             for key in sorted(value)
             for item in (value[key],)
         }
     if isinstance(value, list):
-        return [_sorted_map(item) if isinstance(item, dict | list) else item for item in value]
+        return [_sorted_map_fast(item) if isinstance(item, dict | list) else item for item in value]
+    return value
+
+
+def _sorted_children(
+    value: Any,
+) -> tuple[Iterable[tuple[Any, Any]], Callable[[list[Any]], Any]] | None:
+    if isinstance(value, dict):
+        return ((key, value[key]) for key in sorted(value)), dict
+    if isinstance(value, list):
+        return ((None, item) for item in value), _values
+    return None
+
+
+def _values(pairs: list[tuple[Any, Any]]) -> list[Any]:
+    return [item for _, item in pairs]
+
+
+def _same(value: Any) -> Any:
     return value
 
 
@@ -520,6 +625,9 @@ def _decode_top(node: Any, struct: GoStruct) -> tuple[_Decode, dict[str, Any]]:
         raise GoDecodeError("", f"cannot unmarshal {kind} into Go value of type {struct.go_name}")
     if decode.first_error is not None:
         raise decode.first_error
+    for path, reason in decode.unmarshallable.items():
+        # The decode succeeded; json.Marshal, and so the runner's canonicalisation, fails.
+        raise GoMarshalError(path, reason)
     return decode, current
 
 

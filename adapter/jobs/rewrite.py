@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from adapter import __version__
 from adapter.jobs.canonical import canonical_v1
-from adapter.jobs.gojson import GoDecodeError
+from adapter.jobs.gojson import MAX_DEPTH, GoDecodeError, exceeds_max_depth
 from adapter.jobs.jobspec import decode_cross_region_request, decode_jobspec, marshal_go
 from adapter.jobs.replay import metadata_problem, nonce_key
 from adapter.jobs.rollout import RolloutPolicy, RolloutReason, choose
@@ -243,6 +243,10 @@ def _rewrite_outcome(
         )
     except ValueError:  # a value Go cannot marshal (e.g. a non-finite float)
         return _Outcome(Reason.SELF_CHECK_FAILED, signer, check.scheme, None)
+    if exceeds_max_depth(request.body, MAX_DEPTH):
+        # The cross-region request wraps the spec one level deeper; past the 10,000 levels
+        # Go decodes (docs/runner-contract.md §1) the runner could not bind it at all.
+        return _Outcome(Reason.UNDECODABLE, signer, check.scheme, None)
     if not self_check_signed(request.body, signed):
         return _Outcome(Reason.SELF_CHECK_FAILED, signer, check.scheme, None)
     return _Outcome(Reason.REWRITTEN, signer, check.scheme, request)

@@ -32,7 +32,7 @@ from adapter.jobs.canonical import (
     parse_js,
     portal_messages,
 )
-from adapter.jobs.gojson import GoDecodeError
+from adapter.jobs.gojson import GoDecodeError, fold_key
 from adapter.jobs.jobspec import (
     decode_cross_region_request,
     decode_jobspec,
@@ -215,6 +215,17 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+_JOBSPEC_FOLDED: Final = fold_key("jobspec")
+
+
+def _jobspec_member(body: Mapping[str, Any]) -> object:
+    """The jobspec as ``JSON.parse`` holds it: the exact key, else the last folded match."""
+    if "jobspec" in body:
+        return body["jobspec"]
+    matches = [value for key, value in body.items() if fold_key(key) == _JOBSPEC_FOLDED]
+    return matches[-1] if matches else None
+
+
 def _runner_decode(raw_body: bytes, wrapped: bool) -> Mapping[str, Any] | str:
     """The spec as the runner decodes it (unwrapped from a cross-region request when
     ``wrapped``), or why the runner could not decode it."""
@@ -238,26 +249,27 @@ def _runner_v1_failure(raw_body: bytes, wrapped: bool) -> tuple[str | None, str]
 
 
 def _parse_body(raw_body: bytes) -> tuple[Mapping[str, Any] | None, bool, str | None]:
-    """(the spec as ``JSON.parse`` sees it, or None when it sees none; whether the runner
-    reads the body as a cross-region request; why the body is unusable, or None)."""
+    """(the spec as JSON.parse sees it, whether the body is a cross-region request, error).
+
+    Whether the body is wrapped follows the runner (``is_cross_region_request``); the spec
+    is None when ``JSON.parse`` cannot give one (no portal scheme then applies).
+    """
+    wrapped = is_cross_region_request(raw_body)
     try:
         body = parse_js(raw_body)
     except ValueError as exc:
-        return None, False, f"body is not JSON: {exc}"
+        return None, wrapped, f"body is not JSON: {exc}"
     if not isinstance(body, Mapping):
-        return None, False, "body is not a JSON object"
-    if not is_cross_region_request(raw_body):
+        return None, wrapped, "body is not a JSON object"
+    if not wrapped:
         return body, False, None
-    spec = body.get("jobspec")  # None when only a case-folded name (``JobSpec``) holds it
+    spec = _jobspec_member(body)
     return (spec if isinstance(spec, Mapping) else None), True, None
 
 
 def check_runner_v1(raw_body: bytes) -> SignatureCheck:
     """Would the runner's cross-region endpoint accept this signature (V1 only)?"""
-    _, wrapped, error = _parse_body(raw_body)
-    if error is not None:
-        return SignatureCheck(None, None, error)
-    failure, public_key = _runner_v1_failure(raw_body, wrapped)
+    failure, public_key = _runner_v1_failure(raw_body, is_cross_region_request(raw_body))
     if failure is None:
         return SignatureCheck(RUNNER_V1, public_key, None)
     return SignatureCheck(None, public_key or None, failure)
@@ -326,13 +338,13 @@ def check_spec_signature(raw_body: bytes) -> SignatureCheck:
     21a0059 signed, and usually what V1 signs); the earliest in ``SCHEMES`` is named.
     """
     spec, wrapped, error = _parse_body(raw_body)
-    if error is not None:
-        return SignatureCheck(None, None, error)
 
     def runner_v1() -> tuple[str, str, bytes] | str:
         decoded = _runner_decode(raw_body, wrapped)
         return decoded if isinstance(decoded, str) else _runner_v1_attempt(decoded)
 
+    if error is not None and isinstance(runner_v1(), str):
+        return SignatureCheck(None, None, error)  # neither JSON.parse nor Go can read it
     return _recognise(spec, runner_v1)
 
 

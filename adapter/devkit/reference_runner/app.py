@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from aiohttp import WSMsgType, hdrs, web
 
-from adapter.devkit.reference_runner import ginjson
+from adapter.devkit.reference_runner import ginjson, runner_canonical
 from adapter.devkit.reference_runner.execution import run_cross_region, run_standard
 from adapter.devkit.reference_runner.faults import (
     CROSS_REGION_PATH,
@@ -45,14 +45,8 @@ from adapter.devkit.reference_runner.validation import (
     validate,
 )
 from adapter.jobs import gojson
-from adapter.jobs.canonical import canonical_v1
-from adapter.jobs.gojson import GoDecodeError
-from adapter.jobs.jobspec import (
-    ZERO_TIME,
-    decode_cross_region_request,
-    decode_jobspec,
-    marshal_go,
-)
+from adapter.jobs.gojson import GoDecodeError, GoMarshalError
+from adapter.jobs.jobspec import ZERO_TIME, decode_cross_region_request, decode_jobspec, marshal_go
 from adapter.jobs.signing import verify_b64
 from adapter.jobs.trust import TrustedKeys
 
@@ -345,6 +339,7 @@ async def create_job(request: web.Request) -> web.StreamResponse:
     if not body:
         return gin_json(400, {"error": "invalid_body", "message": "Request body cannot be empty"})
     try:
+        _refuse_beyond_plain_depth(body)
         decoded = decode_jobspec(body)
     except GoDecodeError:
         return gin_json(400, {"error": "invalid_json", "message": "Malformed JSON in body"})
@@ -383,27 +378,17 @@ async def create_job(request: web.Request) -> web.StreamResponse:
     return await _answer_after_record(request, gin_json(202, {"id": job_id, "status": "enqueued"}))
 
 
+def _refuse_beyond_plain_depth(body: bytes) -> None:
+    """The stand-in's one deliberate difference from the runner: its plain, recursive code
+    (runner_canonical, validation) reads ``PLAIN_MAX_DEPTH`` levels where Go reads 10,000,
+    so a deeper body is refused as undecodable instead of crashing the handler."""
+    if gojson.exceeds_max_depth(body, runner_canonical.PLAIN_MAX_DEPTH):
+        raise GoDecodeError("", "exceeded the reference runner's depth")
+
+
 def project(spec: Mapping[str, Any]) -> dict[str, Any]:
     """Re-project a mutated spec onto the Go structs (field order, zero values, omitempty)."""
     return decode_jobspec(marshal_go(spec))
-
-
-def raw_canonical(body: bytes) -> bytes | None:
-    """``VerifySignatureRaw``'s bytes: the body as a generic map minus id/signature/public_key.
-
-    ``created_at`` stays and nothing else is cleaned (docs/runner-contract.md §2b). None when
-    the body is not a JSON object.
-    """
-    errors: list[GoDecodeError] = []
-    try:
-        generic = gojson.to_interface(gojson.parse(body), errors.append, "")
-    except GoDecodeError:
-        return None
-    if errors or not isinstance(generic, dict):
-        return None
-    for key in ("id", "signature", "public_key"):
-        generic.pop(key, None)
-    return gojson.encode(generic, sort_keys=True)
 
 
 def _standard_signature_refusal(spec: Mapping[str, Any], body: bytes) -> dict[str, str] | None:
@@ -419,9 +404,14 @@ def _standard_signature_refusal(spec: Mapping[str, Any], body: bytes) -> dict[st
         return {"error": "signature is required", "error_code": "missing_field:signature"}
     if not public_key:
         return {"error": "public key is required", "error_code": "missing_field:public_key"}
-    if verify_b64(public_key, signature, canonical_v1(spec)):
+    # Bytes from the reference runner's own plain canonicalisation (runner_canonical).
+    try:
+        canonical = runner_canonical.canonical_of_projected(spec)
+    except RecursionError:  # deeper than the plain code reads: only the raw check is left
+        canonical = b""
+    if canonical and verify_b64(public_key, signature, canonical):
         return None
-    raw = raw_canonical(body)
+    raw = runner_canonical.raw_body_canonical(body)
     if raw is not None and verify_b64(public_key, signature, raw):
         return None
     return {"error": "signature verification failed", "error_code": "signature_mismatch"}
@@ -444,15 +434,39 @@ def bind_error_details(exc: GoDecodeError) -> str:
     )
 
 
-def _signature_error(spec: Mapping[str, Any]) -> str | None:
-    """V1 verification as ``JobSpec.VerifySignature`` reports it, or None when it verifies."""
-    canonical = canonical_v1(spec)
-    if verify_b64(str(spec["public_key"]), str(spec["signature"]), canonical):
+def _signature_error(body: bytes) -> str | None:
+    """V1 verification as ``JobSpec.VerifySignature`` reports it, or None when it verifies.
+
+    The bytes come from ``runner_canonical``, the reference runner's own plain reading of
+    docs/runner-contract.md §1 and §2a, never from the adapter's canonicalisation: a
+    regression there must fail here, not be signed and verified alike.
+    """
+    try:
+        signable = runner_canonical.request_signable(body)
+    except runner_canonical.RunnerCanonicalError as exc:
+        return f"failed to canonicalize jobspec: {exc}"
+    except (runner_canonical.RunnerDecodeError, runner_canonical.TooDeep) as exc:
+        return f"reference runner cannot canonicalise this jobspec: {exc}"
+    canonical = signable.canonical
+    if verify_b64(signable.public_key, signable.signature, canonical):
         return None
     text = canonical.decode("utf-8", "replace")
     return (
         f"signature verification failed (canonical length: {len(canonical)}, "
         f"first 200 chars: {text[:200]})"
+    )
+
+
+def _marshal_failure_is_signed(body: bytes) -> bool:
+    """Whether a spec that cannot be marshalled carries both signature and public_key."""
+    try:
+        node = gojson.parse(body, allow_trailing=True)
+    except GoDecodeError:
+        return False
+    request = gojson.to_interface(node, lambda error: None, "")
+    jobspec = request.get("jobspec") if isinstance(request, dict) else None
+    return isinstance(jobspec, dict) and bool(
+        jobspec.get("signature") and jobspec.get("public_key")
     )
 
 
@@ -463,8 +477,17 @@ async def create_cross_region_job(request: web.Request) -> web.StreamResponse:
     early = await _apply_faults_before(request)
     if early is not None:
         return early
+    body = await request.read()
     try:
-        wrapper = decode_cross_region_request(await request.read())
+        _refuse_beyond_plain_depth(body)
+        wrapper = decode_cross_region_request(body)
+    except GoMarshalError:
+        # Bound, but json.Marshal of the spec fails (§2a): canonicalisation fails when it
+        # is signed, the job record cannot be stored when it is not.
+        if not _marshal_failure_is_signed(body):
+            return gin_json(500, {"error": "Failed to create job record"})
+        details = _signature_error(body) or "failed to canonicalize jobspec"
+        return gin_json(400, {"error": "Invalid JobSpec signature", "details": details})
     except GoDecodeError as exc:
         details = bind_error_details(exc)
         return gin_json(400, {"error": "Invalid request format", "details": details})
@@ -472,7 +495,7 @@ async def create_cross_region_job(request: web.Request) -> web.StreamResponse:
     target_regions = [str(region) for region in wrapper["target_regions"]]
 
     if decoded.get("signature") and decoded.get("public_key"):
-        problem = _signature_error(decoded)
+        problem = _signature_error(body)
         if problem is not None:
             return gin_json(400, {"error": "Invalid JobSpec signature", "details": problem})
     try:
