@@ -17,9 +17,13 @@ from aiohttp.streams import StreamReader
 from hypothesis import given, settings, strategies as st
 
 from adapter.http.http1 import (
+    ANSWER_CONTINUES,
+    ENDS_WITH_CONNECTION,
     HEAD_END,
     LAST_CHUNK,
     LEAN_METHODS,
+    MAX_RESPONSE_HEAD,
+    AnswerEnd,
     ChunkedError,
     ChunkedScanner,
     Fields,
@@ -27,6 +31,7 @@ from adapter.http.http1 import (
     RequestHead,
     ResponseHead,
     ResponseHeadError,
+    ResponseHeadTooLarge,
     connection_tokens,
     parse_request_head,
     parse_response_head,
@@ -943,3 +948,89 @@ def test_chunk_size_longer_than_64_bits_is_refused() -> None:
     with pytest.raises(ChunkedError):
         ChunkedScanner().feed(b"1" + b"0" * 16 + b"\r\n")
     assert ChunkedScanner().feed(b"0000000000000000\r\n\r\n") == 20
+
+
+# --- AnswerEnd: where one answer ends in the runner's stream, however it was split. ---
+
+ANSWERS = [
+    pytest.param("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", id="length"),
+    pytest.param("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", id="length-zero"),
+    pytest.param(
+        "GET",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+        id="chunked-with-trailer",
+    ),
+    pytest.param("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n", id="head"),
+    pytest.param("GET", b"HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n", id="204"),
+    pytest.param(
+        "POST",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: <a>\r\n\r\n"
+        b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}",
+        id="interim-then-final",
+    ),
+]
+AFTER = [b"", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nSTRAY", b"x", b"\r\n"]
+
+
+def _end_of(method: str, stream: bytes, cuts: list[int]) -> int:
+    """Feed ``stream`` cut at ``cuts``; the end's offset in the whole stream, or the
+    last result when no end was found."""
+    scanner = AnswerEnd(method)
+    start = 0
+    for stop in [*sorted(set(cuts)), len(stream)]:
+        piece = stream[start:stop]
+        if piece:
+            end = scanner.feed(piece)
+            if end >= 0:
+                return start + end
+            if end == ENDS_WITH_CONNECTION:
+                return end
+        start = stop
+    return ANSWER_CONTINUES
+
+
+@pytest.mark.parametrize("after", AFTER)
+@pytest.mark.parametrize(("method", "answer"), ANSWERS)
+def test_answer_end_in_one_read(method: str, answer: bytes, after: bytes) -> None:
+    """The end is exactly the answer's last byte; what follows is never part of it."""
+    assert _end_of(method, answer + after, []) == len(answer)
+
+
+@given(data=st.data())
+@PROPERTY
+def test_answer_end_whatever_the_split(data: st.DataObject) -> None:
+    """Cut anywhere, any number of times: the same end."""
+    method, answer = data.draw(st.sampled_from([(p.values[0], p.values[1]) for p in ANSWERS]))
+    stream = answer + data.draw(st.sampled_from(AFTER))
+    cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=12))
+    assert _end_of(str(method), bytes(stream), cuts) == len(answer)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(b"HTTP/1.1 200 OK\r\n\r\nuntil close", id="close-delimited"),
+        pytest.param(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", id="101"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", id="bad-length"),
+        pytest.param(b"garbage\r\n\r\n", id="garbage"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", id="bad-chunk"
+        ),
+    ],
+)
+def test_answer_that_ends_with_the_connection(answer: bytes) -> None:
+    """Nothing after these can be told apart from the answer: the connection ends with it."""
+    assert _end_of("GET", answer, []) == ENDS_WITH_CONNECTION
+
+
+@pytest.mark.parametrize("split", [None, 1000, MAX_RESPONSE_HEAD])
+def test_answer_head_over_the_cap_whatever_the_split(split: int | None) -> None:
+    """A head over MAX_RESPONSE_HEAD is refused in one read and in many."""
+    head = b"HTTP/1.1 200 OK\r\nX-Big: " + b"b" * MAX_RESPONSE_HEAD + b"\r\n\r\n"
+    scanner = AnswerEnd("GET")
+    rest = head
+    if split is not None:
+        assert scanner.feed(head[:split]) == ANSWER_CONTINUES
+        rest = head[split:]
+    with pytest.raises(ResponseHeadTooLarge):
+        scanner.feed(rest)

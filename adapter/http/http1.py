@@ -319,6 +319,86 @@ def rechunk(data: bytes) -> bytes:
 
 LAST_CHUNK: Final = b"0\r\n\r\n"
 
+# ``AnswerEnd.feed`` results besides an offset: the answer goes on past these bytes, or it
+# ends only when the connection does (close-delimited, 101, or a head it cannot frame).
+ANSWER_CONTINUES: Final = -1
+ENDS_WITH_CONNECTION: Final = -2
+
+
+class ResponseHeadTooLarge(ResponseHeadError):
+    """The runner's response head is over ``MAX_RESPONSE_HEAD`` (RFC 9209
+    http_response_header_section_size)."""
+
+
+class _Stage(enum.Enum):
+    HEAD = 1
+    LENGTH = 2
+    CHUNKED = 3
+
+
+class AnswerEnd:
+    """Where the runner's answer to one request ends in its byte stream (RFC 9112 §6.3).
+
+    Why: a pooled connection may carry the next request only if the runner sent nothing
+    beyond its answer; a byte past the end is the start of an answer nobody asked for and
+    must never reach the next client. Interim answers (1xx but 101) are skipped over;
+    the answer's bytes are not copied or changed. ``feed`` returns the offset in ``data``
+    just past the end, ``ANSWER_CONTINUES`` or ``ENDS_WITH_CONNECTION``; it raises
+    ResponseHeadTooLarge past ``MAX_RESPONSE_HEAD``, whatever the segmentation.
+    """
+
+    __slots__ = ("_chunks", "_head", "_method", "_remaining", "_stage")
+
+    def __init__(self, request_method: str) -> None:
+        self._method = request_method
+        self._stage = _Stage.HEAD
+        self._head = bytearray()
+        self._remaining = 0
+        self._chunks: ChunkedScanner | None = None
+
+    def feed(self, data: bytes) -> int:
+        """Scan the next bytes of the runner's stream."""
+        pos = 0
+        while True:  # bounded: each turn consumes a head or returns
+            if self._stage is _Stage.LENGTH:
+                left = len(data) - pos
+                if left < self._remaining:
+                    self._remaining -= left
+                    return ANSWER_CONTINUES
+                return pos + self._remaining
+            if self._stage is _Stage.CHUNKED:
+                assert self._chunks is not None
+                try:
+                    end = self._chunks.feed(data[pos:] if pos else data)
+                except ChunkedError:
+                    return ENDS_WITH_CONNECTION
+                return ANSWER_CONTINUES if end < 0 else pos + end
+            before = len(self._head)
+            self._head += data[pos:] if pos else data
+            found = self._head.find(HEAD_END, max(0, before - len(HEAD_END) + 1))
+            if found < 0 or found > MAX_RESPONSE_HEAD:
+                if len(self._head) > MAX_RESPONSE_HEAD:
+                    raise ResponseHeadTooLarge(f"response head over {MAX_RESPONSE_HEAD} bytes")
+                return ANSWER_CONTINUES
+            pos += found + len(HEAD_END) - before
+            try:
+                response = parse_response_head(bytes(self._head[:found]), self._method)
+            except ResponseHeadError:
+                return ENDS_WITH_CONNECTION
+            self._head.clear()
+            if response.status == 101 or response.framing is _CLOSE:
+                return ENDS_WITH_CONNECTION
+            if response.status < 200:  # interim: the final answer's head follows
+                continue
+            if response.framing is _NONE:
+                return pos
+            if response.framing is _LENGTH:
+                self._stage = _Stage.LENGTH
+                self._remaining = response.content_length
+            else:
+                self._stage = _Stage.CHUNKED
+                self._chunks = ChunkedScanner()
+
 
 def serialize_request_head(method: str, target: str, fields: Fields) -> bytes:
     """The request head for the runner, blank line included."""
@@ -337,17 +417,21 @@ def serialize_response_head(status: int, reason: str, fields: Fields) -> bytes:
 
 
 __all__ = (
+    "ANSWER_CONTINUES",
+    "ENDS_WITH_CONNECTION",
     "HEAD_END",
     "LAST_CHUNK",
     "LEAN_METHODS",
     "MAX_REQUEST_HEAD",
     "MAX_RESPONSE_HEAD",
+    "AnswerEnd",
     "ChunkedError",
     "ChunkedScanner",
     "Framing",
     "RequestHead",
     "ResponseHead",
     "ResponseHeadError",
+    "ResponseHeadTooLarge",
     "connection_tokens",
     "parse_request_head",
     "parse_response_head",

@@ -28,6 +28,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from adapter.config import Config
+from adapter.http.client_pool import IsolatingConnector, ResponseHeadSectionTooLarge
 from adapter.http.forwarding import (
     X_REQUEST_ID,
     ClientIpPolicy,
@@ -104,6 +105,8 @@ def classify_upstream_failure(exc: BaseException) -> UpstreamError:
         return UpstreamError("reset", "connection_terminated", detail)
     if isinstance(exc, aiohttp.ClientPayloadError):
         return UpstreamError("protocol", "http_response_incomplete", detail)
+    if isinstance(exc, ResponseHeadSectionTooLarge):
+        return UpstreamError("protocol", "http_response_header_section_size", detail)
     return UpstreamError("protocol", "http_protocol_error", detail)
 
 
@@ -163,6 +166,16 @@ def is_stale_connection_failure(
     )
 
 
+def refuse_unrequested_switch(response: aiohttp.ClientResponse) -> aiohttp.ClientResponse:
+    """A 101 answers only an upgrade the client asked for (RFC 9110 §15.2.2), and no
+    request sent here asks for one (Upgrade is hop-by-hop; the WebSocket relay has its
+    own handshake): the runner connection is closed and the client gets a 502."""
+    if response.status == 101:
+        response.close()
+        raise UpstreamError("protocol", "http_protocol_error", "unrequested 101")
+    return response
+
+
 class UpstreamClient:
     """The one upstream ClientSession of an app: no cookie jar, no decompression, and
     no retries except a safe request whose pooled connection had gone stale."""
@@ -186,8 +199,9 @@ class UpstreamClient:
                 connect=config.upstream_connect_timeout,
                 sock_read=config.upstream_timeout,
             ),
-            # No pool cap: open WebSockets hold connections for hours.
-            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
+            # No pool cap: open WebSockets hold connections for hours. A pooled
+            # connection is reused only if nothing but its answer arrived on it.
+            connector=IsolatingConnector(limit=0, limit_per_host=0),
             trust_env=False,
             skip_auto_headers=_SKIP_AUTO_HEADERS,
             trace_configs=[_reuse_trace()],
@@ -221,7 +235,7 @@ class UpstreamClient:
         for last_try in (False, True):
             attempt = _Attempt()
             try:
-                return await self.session.request(
+                response = await self.session.request(
                     method,
                     url,
                     headers=headers,
@@ -234,6 +248,8 @@ class UpstreamClient:
                 if last_try or not is_stale_connection_failure(method, body, exc, attempt.reused):
                     raise classify_upstream_failure(exc) from exc
                 _log.info("stale_connection_retry", method=method, error=type(exc).__name__)
+                continue
+            return refuse_unrequested_switch(response)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
@@ -508,6 +524,7 @@ __all__ = (
     "pass_through",
     "raw_path_qs",
     "read_client_body",
+    "refuse_unrequested_switch",
     "relay_response",
     "request_body",
     "request_stats",

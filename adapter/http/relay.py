@@ -681,9 +681,11 @@ class Exchange:
         assert buffer is not None
         buffer += data
         end = buffer.find(HEAD_END)
-        if end < 0:
+        if end < 0 or end > MAX_RESPONSE_HEAD:  # the cap holds however the bytes arrived
             if len(buffer) > MAX_RESPONSE_HEAD:
-                self.fail(UpstreamError("protocol", "http_response_incomplete", "HeadTooLarge"))
+                self.fail(
+                    UpstreamError("protocol", "http_response_header_section_size", "HeadTooLarge")
+                )
             return
         try:
             response = parse_response_head(bytes(buffer[:end]), self.head.method)
