@@ -27,7 +27,6 @@ from adapter.http.proxy import (
     CLIENT_TIMEOUT_ANSWER,
     CONFIG,
     JOBS_SUBMIT_HANDLER,
-    JOBS_SUBMIT_PATH,
     METRICS,
     PROXY_SERVER_OPTIONS,
     REQUEST_ID,
@@ -43,6 +42,7 @@ from adapter.http.proxy import (
     upstream_error_response,
 )
 from adapter.http.relay import UPSTREAM_POOL, RelayContext, RelayServer, UpstreamPool
+from adapter.http.routing import is_jobs_submit
 from adapter.http.websocket import (
     OPEN_WEBSOCKETS,
     close_open_websockets,
@@ -62,7 +62,7 @@ _log = get_logger("adapter.app")
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
     """The one route: the jobs-submit interceptor if installed, WebSocket, or pass-through."""
-    if request.method == "POST" and request.raw_path.split("?", 1)[0] == JOBS_SUBMIT_PATH:
+    if is_jobs_submit(request.method, request.raw_path):
         interceptor = request.app.get(JOBS_SUBMIT_HANDLER)
         if interceptor is not None:
             return await interceptor(request)

@@ -12,6 +12,8 @@ from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from adapter.http.routing import JOBS_SUBMIT_PATH, router_path
+
 # OTel's advised buckets for http.server.request.duration, in seconds.
 DURATION_BUCKETS: Final = (
     0.005,
@@ -59,9 +61,10 @@ def method_label(method: str) -> str:
 
 
 def route_label(method: str, raw_path: str) -> str:
-    """Map a request to one of ``ROUTES``; the query string is ignored."""
-    path = raw_path.split("?", 1)[0]
-    if method == "POST" and path == "/api/v1/jobs":
+    """Map a request to one of ``ROUTES`` by the path the runner routes on (the query
+    string is ignored, absolute form and percent-escapes read as the runner reads them)."""
+    path = router_path(raw_path)
+    if method == "POST" and path == JOBS_SUBMIT_PATH:
         return ROUTE_JOBS_SUBMIT
     if method == "POST" and path == "/api/v1/jobs/cross-region":
         return ROUTE_JOBS_CROSS_REGION

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.conftest import AdapterFactory
+from tests.conftest import AdapterFactory, RecordingUpstream
 from tests.test_relay import (
     BOTH_PATHS,
     Answer,
@@ -177,3 +177,43 @@ async def test_unrequested_101_is_502_and_connection_closed(
     assert (following.status, following.body) == (200, b"next")
     assert upstream.connections == 2
     assert [seen.line.split(" ")[1] for seen in upstream.seen] == [first_target, "/next"]
+
+
+# --- 3. The rewrite is decided on the path the runner's router matches. ---
+
+
+@pytest.mark.parametrize(
+    ("target", "decided"),
+    [
+        pytest.param("/api/v1/jobs", True, id="origin-form"),
+        pytest.param("http://adapter.test/api/v1/jobs", True, id="absolute-form"),
+        pytest.param("/api/v1/%6Aobs", True, id="escaped-unreserved"),
+        pytest.param("/api/v1%2Fjobs?x=1", True, id="escaped-slash"),
+        pytest.param("/api/v1/jobs/", False, id="trailing-slash-runner-redirects"),
+        pytest.param("/API/v1/jobs", False, id="case-runner-404s"),
+        pytest.param("/api//v1/jobs", False, id="double-slash-runner-404s"),
+    ],
+)
+@pytest.mark.parametrize("env", BOTH_PATHS)
+async def test_submission_decided_on_the_runners_route(
+    upstream: RecordingUpstream,
+    start_adapter: AdapterFactory,
+    env: Mapping[str, str],
+    target: str,
+    decided: bool,
+) -> None:
+    """Every spelling the runner routes to its submission handler gets a decision; the
+    others pass through undecided, their target byte for byte."""
+    adapter = await start_adapter(upstream.url, env)
+    body = b'{"not": "a jobspec"}'
+    data = (
+        f"POST {target} HTTP/1.1\r\nHost: adapter.test\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    reply = await _answer_on_new_connection(adapter.port, data)
+    assert reply.status == 200
+    assert bool(reply.header("X-Adapter-Decision")) is decided
+    seen = upstream.last
+    assert seen.body == body
+    if not decided:
+        assert seen.raw_path == target

@@ -36,12 +36,12 @@ from adapter.http.forwarding import (
     build_upstream_headers,
     strip_hop_by_hop,
 )
+from adapter.http.routing import JOBS_SUBMIT_PATH
 from adapter.log import get_logger
 from adapter.metrics import Metrics
 
 UpstreamErrorKind = Literal["connect", "timeout", "reset", "protocol"]
 
-JOBS_SUBMIT_PATH: Final = "/api/v1/jobs"
 PROXY_NAME: Final = "beacon-adapter"
 # Options for the proxy port's AppRunner: raw request bodies, and a client that goes
 # away cancels its handler (and with it the upstream request).

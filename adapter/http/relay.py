@@ -63,13 +63,13 @@ from adapter.http.http1 import (
 from adapter.http.proxy import (
     ADAPTER_ERROR_ANSWER,
     CLIENT_TIMEOUT_ANSWER,
-    JOBS_SUBMIT_PATH,
     SAFE_METHODS,
     AdapterAnswer,
     UpstreamError,
     new_request_id,
     upstream_error_answer,
 )
+from adapter.http.routing import is_jobs_submit
 from adapter.log import get_logger
 from adapter.metrics import Metrics, route_label
 
@@ -120,7 +120,7 @@ def sweep_interval(*timeouts: float) -> float:
 
 def hands_over(head: RequestHead) -> bool:
     """Plain requests the relay still leaves to aiohttp: the jobs-submit route."""
-    return head.method == "POST" and head.target.split("?", 1)[0] == JOBS_SUBMIT_PATH
+    return is_jobs_submit(head.method, head.target)
 
 
 def connect_failure(exc: BaseException) -> UpstreamError:
