@@ -22,6 +22,7 @@ from adapter import __version__
 from adapter.admin import PROXY_APP, READINESS, Readiness, create_admin_app
 from adapter.config import DEFAULT_CLIENT_IDLE_TIMEOUT, Config
 from adapter.http.forwarding import X_REQUEST_ID, ClientIpPolicy, accept_request_id
+from adapter.http.last_request import GuardedServer
 from adapter.http.proxy import (
     ADAPTER_ERROR_ANSWER,
     CLIENT_TIMEOUT_ANSWER,
@@ -41,6 +42,7 @@ from adapter.http.proxy import (
     pass_through,
     upstream_error_response,
 )
+from adapter.http.refusals import request_refusal
 from adapter.http.relay import UPSTREAM_POOL, RelayContext, RelayServer, UpstreamPool
 from adapter.http.routing import is_jobs_submit
 from adapter.http.websocket import (
@@ -61,7 +63,13 @@ _log = get_logger("adapter.app")
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
-    """The one route: the jobs-submit interceptor if installed, WebSocket, or pass-through."""
+    """The one route: the jobs-submit interceptor if installed, WebSocket, or pass-through
+    (after the request is checked for what must never be forwarded)."""
+    refusal = request_refusal(request.raw_headers, request.raw_path, request.content_length)
+    if refusal is not None:
+        response = adapter_response(refusal, request.get(REQUEST_ID) or new_request_id())
+        response.force_close()
+        return response
     if is_jobs_submit(request.method, request.raw_path):
         interceptor = request.app.get(JOBS_SUBMIT_HANDLER)
         if interceptor is not None:
@@ -199,7 +207,7 @@ class ProxyRunner(web.AppRunner):
         inner = await super()._make_server()
         config = self.app[CONFIG]
         if not config.lean_relay:
-            return inner
+            return GuardedServer(inner)
         context = RelayContext(
             config=config,
             metrics=self.app[METRICS],

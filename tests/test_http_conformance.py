@@ -217,3 +217,24 @@ async def test_submission_decided_on_the_runners_route(
     assert seen.body == body
     if not decided:
         assert seen.raw_path == target
+
+
+# --- 5. Limits, HTTP/1.0 and closing after the adapter's own answers. ---
+
+QUICK_CLIENT_TIMEOUT = {"ADAPTER_CLIENT_IDLE_TIMEOUT": "0.5"}
+
+
+@pytest.mark.parametrize("env", BOTH_PATHS)
+async def test_408_closes_the_connection_at_once(
+    upstream: RecordingUpstream, start_adapter: AdapterFactory, env: Mapping[str, str]
+) -> None:
+    """A body that stops arriving gets 408 with Connection: close, and the connection
+    is closed right after it (no lingering read of a body that is not coming)."""
+    adapter = await start_adapter(upstream.url, {**env, **QUICK_CLIENT_TIMEOUT})
+    async with connect(adapter.port) as client:
+        await client.send(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nab")
+        reply = await client.reply("POST")
+        rest = await client.closed_by_server(within=2)
+    assert reply.status == 408
+    assert reply.header("Connection") == ["close"]
+    assert rest == b""

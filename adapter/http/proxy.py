@@ -36,6 +36,13 @@ from adapter.http.forwarding import (
     build_upstream_headers,
     strip_hop_by_hop,
 )
+from adapter.http.http1 import (
+    MAX_REQUEST_FIELD,
+    MAX_REQUEST_FIELDS,
+    MAX_REQUEST_LINE,
+    MAX_RESPONSE_FIELDS,
+    MAX_RESPONSE_HEAD,
+)
 from adapter.http.routing import JOBS_SUBMIT_PATH
 from adapter.log import get_logger
 from adapter.metrics import Metrics
@@ -43,11 +50,17 @@ from adapter.metrics import Metrics
 UpstreamErrorKind = Literal["connect", "timeout", "reset", "protocol"]
 
 PROXY_NAME: Final = "beacon-adapter"
-# Options for the proxy port's AppRunner: raw request bodies, and a client that goes
-# away cancels its handler (and with it the upstream request).
+# Options for the proxy port's AppRunner: raw request bodies, a client that goes away
+# cancels its handler (and with it the upstream request), and no lingering read of a
+# body nobody will use after the adapter's own answer (408, 400, 502): the connection
+# closes at once, as on the lean relay.
 PROXY_SERVER_OPTIONS: Final[Mapping[str, Any]] = {
     "auto_decompress": False,
     "handler_cancellation": True,
+    "lingering_time": 0,
+    "max_line_size": MAX_REQUEST_LINE,
+    "max_field_size": MAX_REQUEST_FIELD,
+    "max_headers": MAX_REQUEST_FIELDS,
 }
 # aiohttp adds these to outgoing requests unless told not to; a transparent proxy must not.
 _SKIP_AUTO_HEADERS: Final = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
@@ -204,6 +217,10 @@ class UpstreamClient:
             connector=IsolatingConnector(limit=0, limit_per_host=0),
             trust_env=False,
             skip_auto_headers=_SKIP_AUTO_HEADERS,
+            # The relay's response limits (the total is AnswerEnd's to enforce).
+            max_line_size=MAX_RESPONSE_HEAD,
+            max_field_size=MAX_RESPONSE_HEAD,
+            max_headers=MAX_RESPONSE_FIELDS,
             trace_configs=[_reuse_trace()],
         )
         # aiohttp re-sends PUT and DELETE too when a connection drops, whether or not it was

@@ -60,6 +60,7 @@ from adapter.http.http1 import (
     serialize_request_head,
     serialize_response_head,
 )
+from adapter.http.last_request import LastRequestGuard
 from adapter.http.proxy import (
     ADAPTER_ERROR_ANSWER,
     CLIENT_TIMEOUT_ANSWER,
@@ -446,7 +447,7 @@ class ClientConnection(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         self.server.untrack(self)
-        handler = self.server.inner()
+        handler = LastRequestGuard(self.server.inner())
         transport.set_protocol(handler)
         handler.connection_made(transport)
         if self._read_pauses:
