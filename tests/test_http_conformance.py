@@ -238,3 +238,294 @@ async def test_408_closes_the_connection_at_once(
     assert reply.status == 408
     assert reply.header("Connection") == ["close"]
     assert rest == b""
+
+
+async def _send_in_pieces(port: int, data: bytes, cuts: list[int]) -> tuple[Reply | None, bytes]:
+    """Send ``data`` cut at ``cuts`` (one write each, a pause between, so each arrives in
+    its own read); the first answer (None if the adapter closed without one: a refusal
+    before the client finished sending may reach it as a reset) and what followed it
+    before the adapter closed the connection."""
+    async with connect(port) as client:
+        start = 0
+        for stop in [*cuts, len(data)]:
+            try:
+                await client.send(data[start:stop])
+            except ConnectionError:
+                break
+            await asyncio.sleep(0.02)
+            start = stop
+        method = data.split(b" ", 1)[0].decode()
+        try:
+            reply = await client.reply(method)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None, b""
+        return reply, await client.closed_by_server()
+
+
+CLOSING_THEN_MORE = [
+    pytest.param(b"GET /a HTTP/1.0\r\nHost: a\r\n\r\nGET /b HTTP/1.0\r\n\r\n", id="1.0"),
+    pytest.param(
+        b"GET /a HTTP/1.0\r\nHost: a\r\nConnection: close\r\n\r\n"
+        b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n",
+        id="1.0-connection-close",
+    ),
+    pytest.param(
+        b"POST /a HTTP/1.0\r\nHost: a\r\nContent-Length: 2\r\n\r\nhiGET /b HTTP/1.0\r\n\r\n",
+        id="1.0-with-body",
+    ),
+    pytest.param(
+        b"POST /a HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi"
+        b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n",
+        id="1.1-connection-close",
+    ),
+    pytest.param(
+        b"POST /a HTTP/1.1\r\nHost: a\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nhi\r\n0\r\n\r\nGARBAGE",
+        id="1.1-chunked-close",
+    ),
+]
+
+
+@pytest.mark.parametrize("data", CLOSING_THEN_MORE)
+@pytest.mark.parametrize("split", [False, True], ids=["one-write", "split"])
+@pytest.mark.parametrize("env", BOTH_PATHS)
+async def test_request_that_closes_is_answered_and_the_rest_dropped(
+    upstream: RecordingUpstream,
+    start_adapter: AdapterFactory,
+    env: Mapping[str, str],
+    data: bytes,
+    split: bool,
+) -> None:
+    """As nginx and Go do: the request is answered, the connection closes after it, and
+    nothing after it reaches the runner."""
+    adapter = await start_adapter(upstream.url, env)
+    cuts = [data.index(b"\r\n\r\n") + 2, len(data) - 3] if split else []
+    reply, rest = await _send_in_pieces(adapter.port, data, cuts)
+    assert reply is not None
+    assert (reply.status, rest) == (200, b"")
+    assert reply.json()["path"] == "/a"
+    assert [(r.raw_path, r.body) for r in upstream.requests] == [
+        ("/a", b"hi" if data.startswith(b"POST") else b"")
+    ]
+
+
+def _fields(count: int, size: int = 1) -> bytes:
+    return b"".join(b"X-F%d: %b\r\n" % (i, b"v" * size) for i in range(count))
+
+
+# (fields besides Host and Connection, forwarded?): what each limit lets through, the
+# same on both paths.
+LIMITS = [
+    pytest.param(_fields(1, 8190), True, id="value-8190"),
+    pytest.param(_fields(1, 8191), False, id="value-8191"),
+    pytest.param(_fields(1, 9 * 1024), False, id="value-9KiB"),
+    pytest.param(_fields(126), True, id="128-fields"),
+    pytest.param(_fields(127), False, id="129-fields"),
+    pytest.param(_fields(200), False, id="200-fields"),
+    pytest.param(_fields(60, 1024), True, id="head-61KiB-in-limits"),
+]
+
+
+@pytest.mark.parametrize(("extra", "forwarded"), LIMITS)
+@pytest.mark.parametrize("pieces", [1, 2, 7], ids=["one-write", "two-writes", "seven-writes"])
+@pytest.mark.parametrize("env", BOTH_PATHS)
+async def test_request_limits_whatever_the_segmentation(
+    start_adapter: AdapterFactory,
+    env: Mapping[str, str],
+    extra: bytes,
+    forwarded: bool,
+    pieces: int,
+) -> None:
+    """A head within the limits is forwarded, one over them is 400 and closed, however
+    TCP cut it (the last cut just before the blank line)."""
+    upstream = ScriptedUpstream(ok(b"fine"))
+    data = b"GET /limits HTTP/1.1\r\nHost: a\r\n" + extra + b"Connection: close\r\n\r\n"
+    cuts = [len(data) * i // pieces for i in range(1, pieces)]
+    if pieces > 1:
+        cuts[-1] = len(data) - 2
+    async with upstream as port:
+        adapter = await start_adapter(f"http://127.0.0.1:{port}", env)
+        reply, _ = await _send_in_pieces(adapter.port, data, cuts)
+    if forwarded:
+        assert reply is not None
+        assert (reply.status, reply.body) == (200, b"fine")
+        assert len(upstream.seen) == 1
+    else:
+        assert reply is None or reply.status == 400
+        assert upstream.seen == []
+
+
+# Runner answers against the response limits (64 KiB head, 128 fields).
+RESPONSE_LIMITS = [
+    pytest.param(_fields(8, 8000), True, id="head-63KiB-8000-byte-fields"),
+    pytest.param(_fields(9, 8000), False, id="head-over-64KiB"),
+    pytest.param(_fields(1, 60_000), True, id="one-60KB-field"),
+    pytest.param(_fields(127), True, id="127-fields"),
+    pytest.param(_fields(129), False, id="129-fields"),
+]
+
+
+@pytest.mark.parametrize(("extra", "relayed"), RESPONSE_LIMITS)
+@pytest.mark.parametrize("apart", [False, True], ids=["one-write", "trickled"])
+@pytest.mark.parametrize("env", BOTH_PATHS)
+async def test_response_limits_whatever_the_segmentation(
+    start_adapter: AdapterFactory,
+    env: Mapping[str, str],
+    extra: bytes,
+    relayed: bool,
+    apart: bool,
+) -> None:
+    """The runner's head within the limits is relayed, one over them is a 502, in one
+    read or in many."""
+    answer = b"HTTP/1.1 200 OK\r\n" + extra + b"Content-Length: 2\r\n\r\nok"
+    parts = tuple(answer[i : i + 16_000] for i in range(0, len(answer), 16_000))
+    upstream = ScriptedUpstream(Answer(parts, pause=0.02) if apart else Answer((answer,)))
+    async with upstream as port:
+        adapter = await start_adapter(f"http://127.0.0.1:{port}", env)
+        reply = await _answer_on_new_connection(adapter.port, request("GET", "/big-head"))
+    if relayed:
+        assert (reply.status, reply.body) == (200, b"ok")
+    else:
+        assert reply.status == 502
+        assert reply.header("Proxy-Status")
+
+
+REFUSED_LENGTHS = [
+    pytest.param(b"9999999999999999999", id="over-int64"),
+    pytest.param(b"18446744073709551616", id="over-uint64"),
+    pytest.param(b"+2", id="plus-sign"),
+    pytest.param(b"-1", id="negative"),
+    pytest.param(b"0x2", id="hex"),
+    pytest.param(b"1_0", id="underscore"),
+    pytest.param(b"2, 2", id="list"),
+    pytest.param(b"", id="empty"),
+]
+
+
+@pytest.mark.parametrize("length", REFUSED_LENGTHS)
+@pytest.mark.parametrize("env", BOTH_PATHS)
+async def test_content_length_the_runner_refuses_is_400(
+    start_adapter: AdapterFactory, env: Mapping[str, str], length: bytes
+) -> None:
+    """Go's net/http reads Content-Length as digits up to 2^63-1; anything else is 400
+    here too, the connection closes and nothing reaches the runner."""
+    upstream = ScriptedUpstream(ok(b"fine"))
+    data = b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: " + length + b"\r\n\r\nhi"
+    async with upstream as port:
+        adapter = await start_adapter(f"http://127.0.0.1:{port}", env)
+        reply, rest = await _send_in_pieces(adapter.port, data, [])
+    assert reply is not None
+    assert (reply.status, rest) == (400, b"")
+    assert upstream.seen == []
+
+
+# --- 4. Header bytes: forwarded exactly as received, or refused. ---
+
+
+@pytest.mark.parametrize(
+    ("data", "forwarded_line"),
+    [
+        pytest.param(b"GET /h HTTP/1.1\r\nHost: a\r\nX-A: a\xff\xfeb\r\n\r\n", None, id="x-a"),
+        pytest.param(
+            b"POST /api/v1/jobs HTTP/1.1\r\nHost: a\r\nContent-Type: application/js\xffon\r\n"
+            b"Content-Length: 2\r\n\r\n{}",
+            None,
+            id="content-type-of-a-submission",
+        ),
+        pytest.param(b"GET /h\xff HTTP/1.1\r\nHost: a\r\n\r\n", None, id="target"),
+        pytest.param(
+            b"GET /h HTTP/1.1\r\nHost: a\r\nX-A: caf\xc3\xa9 \xe2\x82\xac\r\n"
+            b"Connection: close\r\n\r\n",
+            b"X-A: caf\xc3\xa9 \xe2\x82\xac",
+            id="valid-utf8-kept",
+        ),
+        pytest.param(
+            b"GET /h HTTP/1.1\r\nHost: a\r\nX-A: tab\there ~!\r\nConnection: close\r\n\r\n",
+            b"X-A: tab\there ~!",
+            id="ascii-kept",
+        ),
+    ],
+)
+@pytest.mark.parametrize("env", BOTH_PATHS)
+async def test_field_bytes_are_forwarded_as_read_or_refused(
+    start_adapter: AdapterFactory,
+    env: Mapping[str, str],
+    data: bytes,
+    forwarded_line: bytes | None,
+) -> None:
+    """Bytes that are not UTF-8 in a field value or the target: 400, closed, nothing
+    forwarded (the adapter's reading and the runner's would differ); valid UTF-8 reaches
+    the runner byte for byte."""
+    upstream = ScriptedUpstream(ok(b"fine"))
+    async with upstream as port:
+        adapter = await start_adapter(f"http://127.0.0.1:{port}", env)
+        reply, rest = await _send_in_pieces(adapter.port, data, [])
+    assert reply is not None
+    if forwarded_line is None:
+        assert (reply.status, rest) == (400, b"")
+        assert upstream.seen == []
+    else:
+        assert reply.status == 200
+        assert forwarded_line in upstream.seen[0].head.split(b"\r\n")
+
+
+# --- Request framing the adapter refuses: 400, closed, nothing forwarded (both paths). ---
+
+SMUGGLING = [
+    pytest.param(
+        b"POST /s HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+        id="CL.TE",
+    ),
+    pytest.param(
+        b"POST /s HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
+        b"1\r\nx\r\n0\r\n\r\n",
+        id="TE.CL",
+    ),
+    pytest.param(
+        b"POST /s HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+        id="TE-unknown-coding",
+    ),
+    pytest.param(
+        b"POST /s HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+        id="TE-space-before-colon",
+    ),
+    pytest.param(
+        b"POST /s HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+        b"Transfer-Encoding: identity\r\n\r\n0\r\n\r\n",
+        id="TE-twice",
+    ),
+    pytest.param(
+        b"POST /s HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+        id="TE-chunked-not-last",
+    ),
+    pytest.param(
+        b"POST /s HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
+        id="CL-twice-differing",
+    ),
+    pytest.param(
+        b"POST /s HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nab",
+        id="CL-twice-equal",
+    ),
+    pytest.param(b"GET /s HTTP/1.1\r\nHost: a\r\nX-A: b\r\n folded\r\n\r\n", id="obs-fold"),
+    pytest.param(b"GET /s HTTP/1.1\r\nHost: a\r\nX-A: b\rc\r\n\r\n", id="bare-CR"),
+    pytest.param(b"GET /s HTTP/1.1\r\nHost: a\rX-A: b\r\n\r\n", id="bare-CR-line-end"),
+    pytest.param(b"GET /s HTTP/1.1\r\nHost: a\r\nX-A: b\x00c\r\n\r\n", id="NUL-in-value"),
+    pytest.param(b"GET /s\x00 HTTP/1.1\r\nHost: a\r\n\r\n", id="NUL-in-target"),
+]
+
+
+@pytest.mark.parametrize("data", SMUGGLING)
+@pytest.mark.parametrize("env", BOTH_PATHS)
+async def test_ambiguous_framing_is_400_and_never_forwarded(
+    start_adapter: AdapterFactory, env: Mapping[str, str], data: bytes
+) -> None:
+    """Every framing conflict is answered 400, the connection closes, and the runner
+    sees nothing at all."""
+    upstream = ScriptedUpstream(ok(b"fine"))
+    async with upstream as port:
+        adapter = await start_adapter(f"http://127.0.0.1:{port}", env)
+        reply, rest = await _send_in_pieces(adapter.port, data, [])
+    assert reply is not None
+    assert (reply.status, rest) == (400, b"")
+    assert upstream.seen == []
