@@ -23,12 +23,15 @@ from adapter.http.http1 import (
     LAST_CHUNK,
     LEAN_METHODS,
     MAX_RESPONSE_HEAD,
+    STREAM_CONTINUES,
+    STREAM_UNTRACKED,
     AnswerEnd,
     ChunkedError,
     ChunkedScanner,
     Fields,
     Framing,
     RequestHead,
+    RequestStreamEnd,
     ResponseHead,
     ResponseHeadError,
     ResponseHeadTooLarge,
@@ -37,6 +40,7 @@ from adapter.http.http1 import (
     parse_response_head,
     rechunk,
     relayed_response_head,
+    request_framing,
     serialize_request_head,
     serialize_response_head,
 )
@@ -1036,3 +1040,82 @@ def test_answer_head_over_the_cap_whatever_the_split(split: int | None) -> None:
         rest = head[split:]
     with pytest.raises(ResponseHeadTooLarge):
         scanner.feed(rest)
+
+
+# --- RequestStreamEnd: the end of the request after which the client connection closes. ---
+
+KEEP_ALIVE_GET = b"GET /k HTTP/1.1\r\nHost: a\r\n\r\n"
+CLOSING_REQUESTS = [
+    pytest.param(b"GET / HTTP/1.0\r\nHost: a\r\n\r\n", id="1.0"),
+    pytest.param(b"GET / HTTP/1.0\r\nConnection: Close\r\n\r\n", id="1.0-close"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: x, close\r\n\r\n", id="1.1-close"),
+    pytest.param(b"POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc", id="1.0-with-body"),
+    pytest.param(
+        b"POST / HTTP/1.1\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\n",
+        id="1.1-chunked-close",
+    ),
+]
+
+
+@pytest.mark.parametrize("after", [b"", b"GET /next HTTP/1.1\r\n\r\n", b"garbage"])
+@pytest.mark.parametrize("closing", CLOSING_REQUESTS)
+def test_stream_ends_after_the_closing_request(closing: bytes, after: bytes) -> None:
+    """Keep-alive requests before it are stepped over; the end is its last byte."""
+    stream = KEEP_ALIVE_GET + b"GET /k HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + closing
+    assert RequestStreamEnd().feed(stream + after) == len(stream)
+
+
+@given(data=st.data())
+@PROPERTY
+def test_stream_end_whatever_the_split(data: st.DataObject) -> None:
+    """Cut anywhere, any number of times: the same end."""
+    closing = data.draw(st.sampled_from([p.values[0] for p in CLOSING_REQUESTS]))
+    assert isinstance(closing, bytes)
+    stream = KEEP_ALIVE_GET + closing
+    whole = stream + b"GET /after HTTP/1.1\r\n\r\n"
+    cuts = sorted(set(data.draw(st.lists(st.integers(0, len(whole)), max_size=10))))
+    scanner, start, found = RequestStreamEnd(), 0, None
+    for stop in [*cuts, len(whole)]:
+        piece = whole[start:stop]
+        if piece and found is None:
+            end = scanner.feed(piece)
+            assert end != STREAM_UNTRACKED
+            if end >= 0:
+                found = start + end
+        start = stop
+    assert found == len(stream)
+
+
+@pytest.mark.parametrize(
+    ("head", "framing"),
+    [
+        pytest.param(b"GET / HTTP/1.1\r\nHost: a", (0, False), id="keep-alive"),
+        pytest.param(b"GET / HTTP/1.0", (0, True), id="1.0-no-fields"),
+        pytest.param(b"PUT / HTTP/1.1\r\nContent-Length: 007", (7, False), id="leading-zeros"),
+        pytest.param(b"GET / HTTP/1.1\r\nUpgrade: websocket", None, id="upgrade"),
+        pytest.param(b"CONNECT a:443 HTTP/1.1", None, id="connect"),
+        pytest.param(b"GET / HTTP/2.0", None, id="other-version"),
+        pytest.param(
+            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2", None, id="two-CL"
+        ),
+        pytest.param(
+            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked", None, id="CL-TE"
+        ),
+        pytest.param(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip", None, id="TE-not-chunked"),
+        pytest.param(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked", None, id="TE-in-1.0"),
+        pytest.param(b"POST / HTTP/1.1\r\nContent-Length: +1", None, id="CL-sign"),
+        pytest.param(b"GET / HTTP/1.1\r\nno colon", None, id="no-colon"),
+    ],
+)
+def test_request_framing(head: bytes, framing: tuple[int, bool] | None) -> None:
+    assert request_framing(head) == framing
+
+
+def test_stream_untracked_from_an_unplain_request_on() -> None:
+    """After an upgrade (or any head aiohttp must judge) nothing is cut any more."""
+    scanner = RequestStreamEnd()
+    assert scanner.feed(KEEP_ALIVE_GET) == STREAM_CONTINUES
+    upgrade = b"GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    assert scanner.feed(upgrade) == STREAM_UNTRACKED
+    assert scanner.feed(b"GET / HTTP/1.0\r\n\r\nmore") == STREAM_UNTRACKED
