@@ -262,6 +262,20 @@ async def _send_in_pieces(port: int, data: bytes, cuts: list[int]) -> tuple[Repl
         return reply, await client.closed_by_server()
 
 
+async def _assert_refused(
+    start_adapter: AdapterFactory, env: Mapping[str, str], data: bytes
+) -> None:
+    """``data`` is answered 400, the connection closes right after, and nothing at all
+    reaches the runner."""
+    upstream = ScriptedUpstream(ok(b"fine"))
+    async with upstream as port:
+        adapter = await start_adapter(f"http://127.0.0.1:{port}", env)
+        reply, rest = await _send_in_pieces(adapter.port, data, [])
+    assert reply is not None
+    assert (reply.status, rest) == (400, b"")
+    assert upstream.seen == []
+
+
 CLOSING_THEN_MORE = [
     pytest.param(b"GET /a HTTP/1.0\r\nHost: a\r\n\r\nGET /b HTTP/1.0\r\n\r\n", id="1.0"),
     pytest.param(
@@ -409,14 +423,8 @@ async def test_content_length_the_runner_refuses_is_400(
 ) -> None:
     """Go's net/http reads Content-Length as digits up to 2^63-1; anything else is 400
     here too, the connection closes and nothing reaches the runner."""
-    upstream = ScriptedUpstream(ok(b"fine"))
     data = b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: " + length + b"\r\n\r\nhi"
-    async with upstream as port:
-        adapter = await start_adapter(f"http://127.0.0.1:{port}", env)
-        reply, rest = await _send_in_pieces(adapter.port, data, [])
-    assert reply is not None
-    assert (reply.status, rest) == (400, b"")
-    assert upstream.seen == []
+    await _assert_refused(start_adapter, env, data)
 
 
 # --- 4. Header bytes: forwarded exactly as received, or refused. ---
@@ -522,10 +530,4 @@ async def test_ambiguous_framing_is_400_and_never_forwarded(
 ) -> None:
     """Every framing conflict is answered 400, the connection closes, and the runner
     sees nothing at all."""
-    upstream = ScriptedUpstream(ok(b"fine"))
-    async with upstream as port:
-        adapter = await start_adapter(f"http://127.0.0.1:{port}", env)
-        reply, rest = await _send_in_pieces(adapter.port, data, [])
-    assert reply is not None
-    assert (reply.status, rest) == (400, b"")
-    assert upstream.seen == []
+    await _assert_refused(start_adapter, env, data)
