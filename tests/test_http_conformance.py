@@ -531,3 +531,42 @@ async def test_ambiguous_framing_is_400_and_never_forwarded(
     """Every framing conflict is answered 400, the connection closes, and the runner
     sees nothing at all."""
     await _assert_refused(start_adapter, env, data)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+            id="other-protocol",
+        ),
+        pytest.param(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: not-the-key\r\n\r\n",
+            id="wrong-accept",
+        ),
+    ],
+)
+@pytest.mark.parametrize("env", BOTH_PATHS)
+async def test_101_to_another_protocol_than_asked_is_502(
+    start_adapter: AdapterFactory, env: Mapping[str, str], answer: bytes
+) -> None:
+    """A WebSocket upgrade answered by a switch to something else: 502
+    http_protocol_error, the client's connection is never switched."""
+    upstream = ScriptedUpstream(Answer((answer,)))
+    async with upstream as port:
+        adapter = await start_adapter(f"http://127.0.0.1:{port}", env)
+        reply = await _answer_on_new_connection(
+            adapter.port,
+            request(
+                "GET",
+                "/ws",
+                "Connection: Upgrade",
+                "Upgrade: websocket",
+                "Sec-WebSocket-Version: 13",
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            ),
+        )
+    assert reply.status == 502
+    assert reply.header("Proxy-Status") == [PROTOCOL_ERROR]
+    assert reply.header("Upgrade") == []

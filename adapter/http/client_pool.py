@@ -21,7 +21,6 @@ from typing import Any, cast
 
 import aiohttp
 from aiohttp.client_proto import ResponseHandler
-from aiohttp.helpers import EMPTY_BODY_METHODS
 
 from adapter.http.http1 import (
     ANSWER_CONTINUES,
@@ -52,9 +51,9 @@ class IsolatedResponseHandler(ResponseHandler):
         """A request is about to be written: its answer is the next thing expected."""
         super().set_response_params(**kwargs)
         if not self._untracked and not self._out_of_step:
-            method = "HEAD" if kwargs.get("skip_payload") else "GET"
-            assert "HEAD" in EMPTY_BODY_METHODS  # aiohttp's reason for skip_payload
-            self._answer = AnswerEnd(method)
+            # aiohttp skips the payload of a HEAD request's answer only (EMPTY_BODY_METHODS);
+            # any other method's answer is framed alike.
+            self._answer = AnswerEnd("HEAD" if kwargs.get("skip_payload") else "GET")
 
     def data_received(self, data: bytes) -> None:
         if self._untracked:

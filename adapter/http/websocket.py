@@ -21,6 +21,7 @@ from adapter.http.proxy import (
     CONFIG,
     REQUEST_ID,
     UPSTREAM,
+    UpstreamError,
     classify_upstream_failure,
     new_request_id,
     raw_path_qs,
@@ -117,6 +118,8 @@ async def relay_websocket(request: web.Request) -> web.StreamResponse:
             timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
         )
     except aiohttp.WSServerHandshakeError as exc:
+        if exc.status == 101:  # switched, but not to the protocol asked for: a 502
+            raise UpstreamError("protocol", "http_protocol_error", exc.message) from exc
         # The runner answered the upgrade with an ordinary HTTP status: pass it on.
         refusal = strip_hop_by_hop(exc.headers) if exc.headers else None
         for name in _BODY_HEADERS:
