@@ -12,7 +12,7 @@ from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from adapter.http.routing import JOBS_SUBMIT_PATH, router_path
+from adapter.http.routing import is_jobs_submit, router_path
 
 # OTel's advised buckets for http.server.request.duration, in seconds.
 DURATION_BUCKETS: Final = (
@@ -63,9 +63,9 @@ def method_label(method: str) -> str:
 def route_label(method: str, raw_path: str) -> str:
     """Map a request to one of ``ROUTES`` by the path the runner routes on (the query
     string is ignored, absolute form and percent-escapes read as the runner reads them)."""
-    path = router_path(raw_path)
-    if method == "POST" and path == JOBS_SUBMIT_PATH:
+    if is_jobs_submit(method, raw_path):
         return ROUTE_JOBS_SUBMIT
+    path = router_path(raw_path)
     if method == "POST" and path == "/api/v1/jobs/cross-region":
         return ROUTE_JOBS_CROSS_REGION
     if path == "/ws":
