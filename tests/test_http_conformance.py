@@ -84,17 +84,24 @@ STRAYS = [
     pytest.param(b"HTTP/1.1 200 OK\r\nX-Stray: yes\r\n", 0.0, id="partial-field-right-after"),
     pytest.param(b"garbage", 0.0, id="garbage-right-after"),
 ]
-# Requests the lean relay hands to aiohttp's client, and one it relays itself.
-FIRST_REQUESTS = [
-    pytest.param(
-        b"POST /api/v1/jobs HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\n"
-        b"Content-Length: 2\r\n\r\nhi",
-        "/api/v1/jobs",
-        id="jobs-submit",
-    ),
-    pytest.param(b"GET /first HTTP/1.0\r\nHost: a\r\n\r\n", "/first", id="http-1.0"),
-    pytest.param(request("GET", "/first"), "/first", id="plain"),
-]
+# Requests the lean relay hands to aiohttp's client (and so to its pool), and one it
+# relays itself: each kind is sent by clients A, B and C alike, so B and C borrow the
+# pooled connection A's stray bytes arrived on.
+KINDS = ["jobs-submit", "http-1.0", "expect", "plain"]
+
+
+def _of_kind(kind: str, name: str) -> tuple[bytes, str]:
+    """Client ``name``'s request of ``kind`` and the target the runner sees for it."""
+    if kind == "jobs-submit":
+        target = f"/api/v1/jobs?client={name}"
+        head = f"POST {target} HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\n"
+        return (head + "Content-Length: 2\r\n\r\nhi").encode(), target
+    target = f"/client-{name}"
+    if kind == "http-1.0":
+        return f"GET {target} HTTP/1.0\r\nHost: a\r\n\r\n".encode(), target
+    if kind == "expect":
+        return request("POST", target, "Expect: 100-continue", body=b"hi"), target
+    return request("GET", target), target
 
 
 async def _answer_on_new_connection(port: int, data: bytes) -> Reply:
@@ -103,13 +110,12 @@ async def _answer_on_new_connection(port: int, data: bytes) -> Reply:
 
 
 @pytest.mark.parametrize(("stray", "late"), STRAYS)
-@pytest.mark.parametrize(("first", "first_target"), FIRST_REQUESTS)
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("env", BOTH_PATHS)
 async def test_stray_bytes_never_answer_another_client(
     start_adapter: AdapterFactory,
     env: Mapping[str, str],
-    first: bytes,
-    first_target: str,
+    kind: str,
     stray: bytes,
     late: float,
 ) -> None:
@@ -119,21 +125,19 @@ async def test_stray_bytes_never_answer_another_client(
     upstream = StrayUpstream(stray=stray, late=late)
     async with upstream as port:
         adapter = await start_adapter(f"http://127.0.0.1:{port}", env)
-        first_reply = await _answer_on_new_connection(adapter.port, first)
+        sent = {name: _of_kind(kind, name) for name in ("a", "b", "c")}
+        first_reply = await _answer_on_new_connection(adapter.port, sent["a"][0])
         await asyncio.sleep(late + 0.1)
-        replies = [
-            await _answer_on_new_connection(adapter.port, request("GET", f"/client-{name}"))
-            for name in ("b", "c")
-        ]
-    assert (first_reply.status, first_reply.body) == (200, first_target.encode())
-    for name, reply in zip(("b", "c"), replies, strict=True):
+        replies = [await _answer_on_new_connection(adapter.port, sent[n][0]) for n in "bc"]
+    assert (first_reply.status, first_reply.body) == (200, sent["a"][1].encode())
+    for name, reply in zip("bc", replies, strict=True):
         assert reply.header("X-Stray") == []
         assert b"STRAY" not in reply.raw_body
         if reply.status == 502:
             assert reply.header("Proxy-Status")
         else:
-            assert (reply.status, reply.body) == (200, f"/client-{name}".encode())
-    assert [line.split(" ")[1] for line in upstream.seen][-2:] == ["/client-b", "/client-c"]
+            assert (reply.status, reply.body) == (200, sent[name][1].encode())
+    assert [line.split(" ")[1] for line in upstream.seen] == [sent[n][1] for n in "abc"]
 
 
 # --- 2. An unrequested 101 is a 502, and the runner connection is closed. ---
@@ -154,14 +158,10 @@ UNASKED_101 = [
 
 
 @pytest.mark.parametrize("answer", UNASKED_101)
-@pytest.mark.parametrize(("first", "first_target"), FIRST_REQUESTS)
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("env", BOTH_PATHS)
 async def test_unrequested_101_is_502_and_connection_closed(
-    start_adapter: AdapterFactory,
-    env: Mapping[str, str],
-    first: bytes,
-    first_target: str,
-    answer: bytes,
+    start_adapter: AdapterFactory, env: Mapping[str, str], kind: str, answer: bytes
 ) -> None:
     """A 101 to a request that asked for no upgrade: 502 http_protocol_error; the runner
     connection is closed (the next request opens a new one) and nothing after the 101
@@ -169,6 +169,7 @@ async def test_unrequested_101_is_502_and_connection_closed(
     upstream = ScriptedUpstream(Answer((answer,)), ok(b"next"))
     async with upstream as port:
         adapter = await start_adapter(f"http://127.0.0.1:{port}", env)
+        first, first_target = _of_kind(kind, "a")
         reply = await _answer_on_new_connection(adapter.port, first)
         following = await _answer_on_new_connection(adapter.port, request("GET", "/next"))
     assert reply.status == 502
