@@ -38,6 +38,7 @@ from adapter.http.proxy import (
     UpstreamClient,
     UpstreamError,
     adapter_response,
+    answer_and_close,
     new_request_id,
     pass_through,
     upstream_error_response,
@@ -68,8 +69,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     refusal = request_refusal(request.raw_headers, request.raw_path, request.content_length)
     if refusal is not None:
         response = adapter_response(refusal, request.get(REQUEST_ID) or new_request_id())
-        response.force_close()
-        return response
+        return await answer_and_close(request, response)
     if is_jobs_submit(request.method, request.raw_path):
         interceptor = request.app.get(JOBS_SUBMIT_HANDLER)
         if interceptor is not None:
@@ -79,11 +79,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     return await pass_through(request)
 
 
-def _client_timeout_response(request_id: str) -> web.Response:
+async def _client_timeout_response(request: web.Request, request_id: str) -> web.Response:
     """408 for a client that stopped sending its body; the connection is closed after."""
-    response = adapter_response(CLIENT_TIMEOUT_ANSWER, request_id)
-    response.force_close()
-    return response
+    return await answer_and_close(request, adapter_response(CLIENT_TIMEOUT_ANSWER, request_id))
 
 
 @web.middleware
@@ -106,11 +104,11 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
                 response = await handler(request)
             except ClientBodyTimeout:
                 _log.info("client_body_timeout")
-                response = _client_timeout_response(request_id)
+                response = await _client_timeout_response(request, request_id)
             except UpstreamError as exc:
                 if stats.aborted == "client_timeout":  # the stalled body broke the upload
                     _log.info("client_body_timeout", upstream_error=exc.detail)
-                    response = _client_timeout_response(request_id)
+                    response = await _client_timeout_response(request, request_id)
                 else:
                     stats.upstream_error = exc.kind
                     _log.warning("upstream_failed", kind=exc.kind, error=exc.detail)

@@ -51,13 +51,10 @@ UpstreamErrorKind = Literal["connect", "timeout", "reset", "protocol"]
 
 PROXY_NAME: Final = "beacon-adapter"
 # Options for the proxy port's AppRunner: raw request bodies, a client that goes away
-# cancels its handler (and with it the upstream request), and no lingering read of a
-# body nobody will use after the adapter's own answer (408, 400, 502): the connection
-# closes at once, as on the lean relay.
+# cancels its handler (and with it the upstream request), and the request limits.
 PROXY_SERVER_OPTIONS: Final[Mapping[str, Any]] = {
     "auto_decompress": False,
     "handler_cancellation": True,
-    "lingering_time": 0,
     "max_line_size": MAX_REQUEST_LINE,
     "max_field_size": MAX_REQUEST_FIELD,
     "max_headers": MAX_REQUEST_FIELDS,
@@ -500,6 +497,18 @@ def adapter_response(answer: AdapterAnswer, request_id: str) -> web.Response:
     return web.Response(status=answer.status, body=body, headers=headers)
 
 
+async def answer_and_close(request: web.BaseRequest, response: web.Response) -> web.Response:
+    """Write one of the adapter's own final answers (408, 400) now and close the
+    connection right after it, as the lean relay does. Without this aiohttp would first
+    read on for up to ten seconds ("lingering") to drain a body nobody will use; it still
+    does so after the runner's answers, so a client mid-upload gets to read them."""
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()
+    return response
+
+
 def upstream_error_response(request_id: str, exc: UpstreamError) -> web.Response:
     """The 502/504 answer when the runner could not be reached or did not answer in time."""
     return adapter_response(upstream_error_answer(exc), request_id)
@@ -535,6 +544,7 @@ __all__ = (
     "UpstreamClient",
     "UpstreamError",
     "adapter_response",
+    "answer_and_close",
     "classify_upstream_failure",
     "is_stale_connection_failure",
     "new_request_id",
