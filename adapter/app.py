@@ -23,10 +23,10 @@ from adapter.config import DEFAULT_CLIENT_IDLE_TIMEOUT, Config
 from adapter.http.aiohttp_seams import ServerWrappingRunner
 from adapter.http.errors import ADAPTER_ERROR_ANSWER, CLIENT_TIMEOUT_ANSWER, UpstreamError
 from adapter.http.forwarding import X_REQUEST_ID, ClientIpPolicy, accept_request_id
+from adapter.http.last_request import GuardedServer
 from adapter.http.proxy import (
     CONFIG,
     JOBS_SUBMIT_HANDLER,
-    JOBS_SUBMIT_PATH,
     METRICS,
     PROXY_SERVER_OPTIONS,
     REQUEST_ID,
@@ -35,12 +35,15 @@ from adapter.http.proxy import (
     ClientBodyTimeout,
     UpstreamClient,
     adapter_response,
+    answer_and_close,
     new_request_id,
     pass_through,
     upstream_error_response,
 )
 from adapter.http.record import CLIENT_CLOSED_REQUEST, RequestStats, finish_request
+from adapter.http.refusals import request_refusal
 from adapter.http.relay import UPSTREAM_POOL, RelayContext, RelayServer, UpstreamPool
+from adapter.http.routing import is_jobs_submit, route_label
 from adapter.http.websocket import (
     OPEN_WEBSOCKETS,
     close_open_websockets,
@@ -48,7 +51,7 @@ from adapter.http.websocket import (
     relay_websocket,
 )
 from adapter.log import get_logger
-from adapter.metrics import Metrics, route_label
+from adapter.metrics import Metrics
 from adapter.replay_store import replay_store_ctx
 from adapter.rewrite_guard import REWRITE_GUARD, RewriteGuard
 from adapter.submission import handle_jobs_submit
@@ -59,8 +62,13 @@ _log = get_logger("adapter.app")
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
-    """The one route: the jobs-submit interceptor if installed, WebSocket, or pass-through."""
-    if request.method == "POST" and request.raw_path.split("?", 1)[0] == JOBS_SUBMIT_PATH:
+    """The one route: the jobs-submit interceptor if installed, WebSocket, or pass-through
+    (after the request is checked for what must never be forwarded)."""
+    refusal = request_refusal(request.raw_headers, request.raw_path, request.content_length)
+    if refusal is not None:
+        response = adapter_response(refusal, request.get(REQUEST_ID) or new_request_id())
+        return await answer_and_close(request, response)
+    if is_jobs_submit(request.method, request.raw_path):
         interceptor = request.app.get(JOBS_SUBMIT_HANDLER)
         if interceptor is not None:
             return await interceptor(request)
@@ -69,11 +77,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     return await pass_through(request)
 
 
-def _client_timeout_response(request_id: str) -> web.Response:
+async def _client_timeout_response(request: web.Request, request_id: str) -> web.Response:
     """408 for a client that stopped sending its body; the connection is closed after."""
-    response = adapter_response(CLIENT_TIMEOUT_ANSWER, request_id)
-    response.force_close()
-    return response
+    return await answer_and_close(request, adapter_response(CLIENT_TIMEOUT_ANSWER, request_id))
 
 
 @web.middleware
@@ -96,11 +102,11 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
                 response = await handler(request)
             except ClientBodyTimeout:
                 _log.info("client_body_timeout")
-                response = _client_timeout_response(request_id)
+                response = await _client_timeout_response(request, request_id)
             except UpstreamError as exc:
                 if stats.aborted == "client_timeout":  # the stalled body broke the upload
                     _log.info("client_body_timeout", upstream_error=exc.detail)
-                    response = _client_timeout_response(request_id)
+                    response = await _client_timeout_response(request, request_id)
                 else:
                     stats.upstream_error = exc.kind
                     _log.warning("upstream_failed", kind=exc.kind, error=exc.detail)
@@ -203,7 +209,7 @@ class ProxyRunner(ServerWrappingRunner):
     def wrap_server(self, inner: web.Server) -> web.Server:
         config = self.app[CONFIG]
         if not config.lean_relay:
-            return inner
+            return GuardedServer(inner)
         context = RelayContext(
             config=config,
             metrics=self.app[METRICS],

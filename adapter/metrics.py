@@ -1,8 +1,8 @@
 """Prometheus metrics, built on a registry the app owns (never the process-global one).
 
-Labels are closed sets: ``route`` comes from ``route_label`` (a handful of names, never
-the raw path) and ``method`` from ``method_label`` (unknown methods become ``_OTHER``,
-as OTel's HTTP conventions say), so a scanner cannot grow the series count.
+Labels are closed sets: ``route`` comes from ``adapter.http.routing.route_label`` (a few
+names, never the raw path) and ``method`` from ``method_label`` (unknown methods become
+``_OTHER``, as OTel's HTTP conventions say), so a scanner cannot grow the series count.
 """
 
 from __future__ import annotations
@@ -34,42 +34,10 @@ STANDARD_METHODS: Final = frozenset(
 )
 UPSTREAM_ERROR_KINDS: Final = ("connect", "timeout", "reset", "protocol")
 
-ROUTE_JOBS_SUBMIT: Final = "jobs_submit"
-ROUTE_JOBS_CROSS_REGION: Final = "jobs_cross_region"
-ROUTE_WEBSOCKET: Final = "websocket"
-ROUTE_HEALTH: Final = "health"
-ROUTE_OTHER: Final = "other"
-ROUTES: Final = (
-    ROUTE_JOBS_SUBMIT,
-    ROUTE_JOBS_CROSS_REGION,
-    ROUTE_WEBSOCKET,
-    ROUTE_HEALTH,
-    ROUTE_OTHER,
-)
-_HEALTH_PATHS: Final = frozenset(
-    prefix + suffix
-    for prefix in ("/health", "/api/v1/health")
-    for suffix in ("", "/live", "/ready")
-)
-
 
 def method_label(method: str) -> str:
     """The method as a label value: standard methods as-is, anything else ``_OTHER``."""
     return method if method in STANDARD_METHODS else "_OTHER"
-
-
-def route_label(method: str, raw_path: str) -> str:
-    """Map a request to one of ``ROUTES``; the query string is ignored."""
-    path = raw_path.split("?", 1)[0]
-    if method == "POST" and path == "/api/v1/jobs":
-        return ROUTE_JOBS_SUBMIT
-    if method == "POST" and path == "/api/v1/jobs/cross-region":
-        return ROUTE_JOBS_CROSS_REGION
-    if path == "/ws":
-        return ROUTE_WEBSOCKET
-    if method in ("GET", "HEAD") and path in _HEALTH_PATHS:
-        return ROUTE_HEALTH
-    return ROUTE_OTHER
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,9 +221,7 @@ REPLAY_CHECK_RESULTS: Final = ("claimed", "replayed", "unavailable", "released",
 
 __all__ = (
     "DURATION_BUCKETS",
-    "ROUTES",
     "UPSTREAM_ERROR_KINDS",
     "Metrics",
     "method_label",
-    "route_label",
 )

@@ -31,9 +31,10 @@ from yarl import URL
 from adapter.admin import Readiness
 from adapter.cli import build_parser
 from adapter.config import Config
+from adapter.http.routing import ROUTE_HEALTH, ROUTES, route_label
 from adapter.jobs.rewrite import Decision, Reason
 from adapter.jobs.signing import SCHEMES
-from adapter.metrics import ROUTE_HEALTH, ROUTES, UPSTREAM_ERROR_KINDS, Metrics, route_label
+from adapter.metrics import UPSTREAM_ERROR_KINDS, Metrics
 from tests.conftest import AdapterFactory, AdminFactory, RecordingUpstream
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,21 +17,30 @@ from aiohttp.streams import StreamReader
 from hypothesis import given, settings, strategies as st
 
 from adapter.http.http1 import (
+    ANSWER_CONTINUES,
+    ENDS_WITH_CONNECTION,
     HEAD_END,
     LAST_CHUNK,
     LEAN_METHODS,
+    MAX_RESPONSE_HEAD,
+    STREAM_CONTINUES,
+    STREAM_UNTRACKED,
+    AnswerEnd,
     ChunkedError,
     ChunkedScanner,
     Fields,
     Framing,
     RequestHead,
+    RequestStreamEnd,
     ResponseHead,
     ResponseHeadError,
+    ResponseHeadTooLarge,
     connection_tokens,
     parse_request_head,
     parse_response_head,
     rechunk,
     relayed_response_head,
+    request_framing,
     serialize_request_head,
     serialize_response_head,
 )
@@ -961,3 +970,170 @@ def test_chunk_size_longer_than_64_bits_is_refused() -> None:
     with pytest.raises(ChunkedError):
         ChunkedScanner().feed(b"1" + b"0" * 16 + b"\r\n")
     assert ChunkedScanner().feed(b"0000000000000000\r\n\r\n") == 20
+
+
+# --- AnswerEnd: where one answer ends in the runner's stream, however it was split. ---
+
+ANSWERS = [
+    pytest.param("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", id="length"),
+    pytest.param("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", id="length-zero"),
+    pytest.param(
+        "GET",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+        id="chunked-with-trailer",
+    ),
+    pytest.param("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n", id="head"),
+    pytest.param("GET", b"HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n", id="204"),
+    pytest.param(
+        "POST",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: <a>\r\n\r\n"
+        b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}",
+        id="interim-then-final",
+    ),
+]
+AFTER = [b"", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nSTRAY", b"x", b"\r\n"]
+
+
+def _end_of(method: str, stream: bytes, cuts: list[int]) -> int:
+    """Feed ``stream`` cut at ``cuts``; the end's offset in the whole stream, or the
+    last result when no end was found."""
+    scanner = AnswerEnd(method)
+    start = 0
+    for stop in [*sorted(set(cuts)), len(stream)]:
+        piece = stream[start:stop]
+        if piece:
+            end = scanner.feed(piece)
+            if end >= 0:
+                return start + end
+            if end == ENDS_WITH_CONNECTION:
+                return end
+        start = stop
+    return ANSWER_CONTINUES
+
+
+@pytest.mark.parametrize("after", AFTER)
+@pytest.mark.parametrize(("method", "answer"), ANSWERS)
+def test_answer_end_in_one_read(method: str, answer: bytes, after: bytes) -> None:
+    """The end is exactly the answer's last byte; what follows is never part of it."""
+    assert _end_of(method, answer + after, []) == len(answer)
+
+
+@given(data=st.data())
+@PROPERTY
+def test_answer_end_whatever_the_split(data: st.DataObject) -> None:
+    """Cut anywhere, any number of times: the same end."""
+    method, answer = data.draw(st.sampled_from([p.values for p in ANSWERS]))
+    assert isinstance(method, str)
+    assert isinstance(answer, bytes)
+    stream = answer + data.draw(st.sampled_from(AFTER))
+    cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=12))
+    assert _end_of(method, stream, cuts) == len(answer)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(b"HTTP/1.1 200 OK\r\n\r\nuntil close", id="close-delimited"),
+        pytest.param(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", id="101"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", id="bad-length"),
+        pytest.param(b"garbage\r\n\r\n", id="garbage"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", id="bad-chunk"
+        ),
+    ],
+)
+def test_answer_that_ends_with_the_connection(answer: bytes) -> None:
+    """Nothing after these can be told apart from the answer: the connection ends with it."""
+    assert _end_of("GET", answer, []) == ENDS_WITH_CONNECTION
+
+
+@pytest.mark.parametrize("split", [None, 1000, MAX_RESPONSE_HEAD])
+def test_answer_head_over_the_cap_whatever_the_split(split: int | None) -> None:
+    """A head over MAX_RESPONSE_HEAD is refused in one read and in many."""
+    head = b"HTTP/1.1 200 OK\r\nX-Big: " + b"b" * MAX_RESPONSE_HEAD + b"\r\n\r\n"
+    scanner = AnswerEnd("GET")
+    rest = head
+    if split is not None:
+        assert scanner.feed(head[:split]) == ANSWER_CONTINUES
+        rest = head[split:]
+    with pytest.raises(ResponseHeadTooLarge):
+        scanner.feed(rest)
+
+
+# --- RequestStreamEnd: the end of the request after which the client connection closes. ---
+
+KEEP_ALIVE_GET = b"GET /k HTTP/1.1\r\nHost: a\r\n\r\n"
+CLOSING_REQUESTS = [
+    pytest.param(b"GET / HTTP/1.0\r\nHost: a\r\n\r\n", id="1.0"),
+    pytest.param(b"GET / HTTP/1.0\r\nConnection: Close\r\n\r\n", id="1.0-close"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: x, close\r\n\r\n", id="1.1-close"),
+    pytest.param(b"POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc", id="1.0-with-body"),
+    pytest.param(
+        b"POST / HTTP/1.1\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\n",
+        id="1.1-chunked-close",
+    ),
+]
+
+
+@pytest.mark.parametrize("after", [b"", b"GET /next HTTP/1.1\r\n\r\n", b"garbage"])
+@pytest.mark.parametrize("closing", CLOSING_REQUESTS)
+def test_stream_ends_after_the_closing_request(closing: bytes, after: bytes) -> None:
+    """Keep-alive requests before it are stepped over; the end is its last byte."""
+    stream = KEEP_ALIVE_GET + b"GET /k HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + closing
+    assert RequestStreamEnd().feed(stream + after) == len(stream)
+
+
+@given(data=st.data())
+@PROPERTY
+def test_stream_end_whatever_the_split(data: st.DataObject) -> None:
+    """Cut anywhere, any number of times: the same end."""
+    closing = data.draw(st.sampled_from([p.values[0] for p in CLOSING_REQUESTS]))
+    assert isinstance(closing, bytes)
+    stream = KEEP_ALIVE_GET + closing
+    whole = stream + b"GET /after HTTP/1.1\r\n\r\n"
+    cuts = sorted(set(data.draw(st.lists(st.integers(0, len(whole)), max_size=10))))
+    scanner, start, found = RequestStreamEnd(), 0, None
+    for stop in [*cuts, len(whole)]:
+        piece = whole[start:stop]
+        if piece and found is None:
+            end = scanner.feed(piece)
+            assert end != STREAM_UNTRACKED
+            if end >= 0:
+                found = start + end
+        start = stop
+    assert found == len(stream)
+
+
+@pytest.mark.parametrize(
+    ("head", "framing"),
+    [
+        pytest.param(b"GET / HTTP/1.1\r\nHost: a", (0, False), id="keep-alive"),
+        pytest.param(b"GET / HTTP/1.0", (0, True), id="1.0-no-fields"),
+        pytest.param(b"PUT / HTTP/1.1\r\nContent-Length: 007", (7, False), id="leading-zeros"),
+        pytest.param(b"GET / HTTP/1.1\r\nUpgrade: websocket", None, id="upgrade"),
+        pytest.param(b"CONNECT a:443 HTTP/1.1", None, id="connect"),
+        pytest.param(b"GET / HTTP/2.0", None, id="other-version"),
+        pytest.param(
+            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2", None, id="two-CL"
+        ),
+        pytest.param(
+            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked", None, id="CL-TE"
+        ),
+        pytest.param(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip", None, id="TE-not-chunked"),
+        pytest.param(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked", None, id="TE-in-1.0"),
+        pytest.param(b"POST / HTTP/1.1\r\nContent-Length: +1", None, id="CL-sign"),
+        pytest.param(b"GET / HTTP/1.1\r\nno colon", None, id="no-colon"),
+    ],
+)
+def test_request_framing(head: bytes, framing: tuple[int, bool] | None) -> None:
+    assert request_framing(head) == framing
+
+
+def test_stream_untracked_from_an_unplain_request_on() -> None:
+    """After an upgrade (or any head aiohttp must judge) nothing is cut any more."""
+    scanner = RequestStreamEnd()
+    assert scanner.feed(KEEP_ALIVE_GET) == STREAM_CONTINUES
+    upgrade = b"GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    assert scanner.feed(upgrade) == STREAM_UNTRACKED
+    assert scanner.feed(b"GET / HTTP/1.0\r\n\r\nmore") == STREAM_UNTRACKED

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from adapter.metrics import ROUTES, Metrics, method_label, route_label
+from adapter.http.routing import ROUTES, route_label
+from adapter.metrics import Metrics, method_label
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,8 @@ from typing import Final, Literal
 import aiohttp
 import orjson
 
+from adapter.http.client_pool import ResponseHeadSectionTooLarge
+
 # The proxy's name in Proxy-Status (RFC 9209 §2).
 PROXY_NAME: Final = "beacon-adapter"
 
@@ -33,6 +35,7 @@ class ProxyStatus(enum.StrEnum):
     CONNECTION_TERMINATED = "connection_terminated"
     HTTP_RESPONSE_TIMEOUT = "http_response_timeout"
     HTTP_RESPONSE_INCOMPLETE = "http_response_incomplete"
+    HTTP_RESPONSE_HEADER_SECTION_SIZE = "http_response_header_section_size"
     HTTP_PROTOCOL_ERROR = "http_protocol_error"
     PROXY_INTERNAL_ERROR = "proxy_internal_error"
 
@@ -45,6 +48,7 @@ _KINDS: Final[dict[ProxyStatus, UpstreamErrorKind]] = {
     ProxyStatus.HTTP_RESPONSE_TIMEOUT: "timeout",
     ProxyStatus.CONNECTION_TERMINATED: "reset",
     ProxyStatus.HTTP_RESPONSE_INCOMPLETE: "protocol",
+    ProxyStatus.HTTP_RESPONSE_HEADER_SECTION_SIZE: "protocol",
     ProxyStatus.HTTP_PROTOCOL_ERROR: "protocol",
 }
 
@@ -87,6 +91,8 @@ def classify_upstream_failure(exc: BaseException, *, connecting: bool = False) -
         return UpstreamError(ProxyStatus.CONNECTION_TERMINATED, detail)
     if isinstance(exc, aiohttp.ClientPayloadError):
         return UpstreamError(ProxyStatus.HTTP_RESPONSE_INCOMPLETE, detail)
+    if isinstance(exc, ResponseHeadSectionTooLarge):
+        return UpstreamError(ProxyStatus.HTTP_RESPONSE_HEADER_SECTION_SIZE, detail)
     return UpstreamError(ProxyStatus.HTTP_PROTOCOL_ERROR, detail)
 
 

@@ -22,10 +22,18 @@ from typing import Final, NamedTuple
 # Methods the relay forwards itself; any other (CONNECT, TRACE, extension methods) goes
 # to aiohttp.
 LEAN_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-# A head longer than this without its blank line is handed over (aiohttp answers 431/400).
+# The request limits, the same on both paths whatever the segmentation: aiohttp's server
+# applies them (PROXY_SERVER_OPTIONS sets them), and the relay forwards itself only heads
+# well inside them (at most MAX_REQUEST_HEAD bytes and MAX_REQUEST_FIELDS fields); any
+# other head is handed over, so aiohttp's 400 is the one answer to a head over a limit.
+MAX_REQUEST_LINE: Final = 8190  # the request target
+MAX_REQUEST_FIELD: Final = 8190  # a field's name and value
+MAX_REQUEST_FIELDS: Final = 128
 MAX_REQUEST_HEAD: Final = 8 * 1024
-# The runner's response head may be larger (cookies, CSP); past this it is a 502.
+# The runner's response head may be larger (cookies, CSP); past these it is a 502, on both
+# paths (the aiohttp client is given the same limits).
 MAX_RESPONSE_HEAD: Final = 64 * 1024
+MAX_RESPONSE_FIELDS: Final = 128
 HEAD_END: Final = b"\r\n\r\n"
 
 _FIELD_NAME: Final = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
@@ -70,7 +78,7 @@ def connection_tokens(values: Iterable[str]) -> frozenset[str]:
 
 def parse_request_head(head: bytes) -> RequestHead | None:
     """The request head (without its blank line), or None when aiohttp should take it."""
-    if not head.isascii():
+    if len(head) > MAX_REQUEST_HEAD or not head.isascii():
         return None
     text = head.decode("ascii")
     line_end = text.find("\r\n")
@@ -105,7 +113,7 @@ def parse_request_head(head: bytes) -> RequestHead | None:
                 connection.append(value)
             elif lowered in _HANDED_OVER_FIELDS:
                 return None
-    if lengths > 1 or hosts != 1:
+    if lengths > 1 or hosts != 1 or len(fields) > MAX_REQUEST_FIELDS:
         return None
     tokens = connection_tokens(connection) if connection else frozenset()
     if "upgrade" in tokens:
@@ -186,6 +194,8 @@ def parse_response_head(head: bytes, request_method: str) -> ResponseHead:
     block = "" if line_end < 0 else text[line_end + 2 :] + "\r\n"
     if block and not _RESPONSE_FIELDS_RE.fullmatch(block):
         raise ResponseHeadError("malformed header field")
+    if block.count("\r\n") > MAX_RESPONSE_FIELDS:
+        raise ResponseHeadError(f"more than {MAX_RESPONSE_FIELDS} header fields")
     lowered = "\r\n" + block.lower()
     lengths = set(_field_values(lowered, "\r\ncontent-length:"))
     codings = [
@@ -324,6 +334,212 @@ def rechunk(data: bytes) -> bytes:
 
 LAST_CHUNK: Final = b"0\r\n\r\n"
 
+# ``AnswerEnd.feed`` results besides an offset: the answer goes on past these bytes, or it
+# ends only when the connection does (close-delimited, 101, or a head it cannot frame).
+ANSWER_CONTINUES: Final = -1
+ENDS_WITH_CONNECTION: Final = -2
+
+
+class ResponseHeadTooLarge(ResponseHeadError):
+    """The runner's response head is over ``MAX_RESPONSE_HEAD`` (RFC 9209
+    http_response_header_section_size)."""
+
+
+class _Stage(enum.Enum):
+    HEAD = 1
+    LENGTH = 2
+    CHUNKED = 3
+
+
+class AnswerEnd:
+    """Where the runner's answer to one request ends in its byte stream (RFC 9112 §6.3).
+
+    Why: a pooled connection may carry the next request only if the runner sent nothing
+    beyond its answer; a byte past the end is the start of an answer nobody asked for and
+    must never reach the next client. Interim answers (1xx but 101) are skipped over;
+    the answer's bytes are not copied or changed. ``feed`` returns the offset in ``data``
+    just past the end, ``ANSWER_CONTINUES`` or ``ENDS_WITH_CONNECTION``; it raises
+    ResponseHeadTooLarge past ``MAX_RESPONSE_HEAD``, whatever the segmentation.
+    """
+
+    __slots__ = ("_chunks", "_head", "_method", "_remaining", "_stage")
+
+    def __init__(self, request_method: str) -> None:
+        self._method = request_method
+        self._stage = _Stage.HEAD
+        self._head = bytearray()
+        self._remaining = 0
+        self._chunks: ChunkedScanner | None = None
+
+    def feed(self, data: bytes) -> int:
+        """Scan the next bytes of the runner's stream."""
+        pos = 0
+        while True:  # bounded: each turn consumes a head or returns
+            if self._stage is _Stage.LENGTH:
+                left = len(data) - pos
+                if left < self._remaining:
+                    self._remaining -= left
+                    return ANSWER_CONTINUES
+                return pos + self._remaining
+            if self._stage is _Stage.CHUNKED:
+                assert self._chunks is not None
+                try:
+                    end = self._chunks.feed(data[pos:] if pos else data)
+                except ChunkedError:
+                    return ENDS_WITH_CONNECTION
+                return ANSWER_CONTINUES if end < 0 else pos + end
+            before = len(self._head)
+            self._head += data[pos:] if pos else data
+            found = self._head.find(HEAD_END, max(0, before - len(HEAD_END) + 1))
+            if found < 0 or found > MAX_RESPONSE_HEAD:
+                if len(self._head) > MAX_RESPONSE_HEAD:
+                    raise ResponseHeadTooLarge(f"response head over {MAX_RESPONSE_HEAD} bytes")
+                return ANSWER_CONTINUES
+            pos += found + len(HEAD_END) - before
+            try:
+                response = parse_response_head(bytes(self._head[:found]), self._method)
+            except ResponseHeadError:
+                return ENDS_WITH_CONNECTION
+            self._head.clear()
+            if response.status == 101 or response.framing is _CLOSE:
+                return ENDS_WITH_CONNECTION
+            if response.status < 200:  # interim: the final answer's head follows
+                continue
+            if response.framing is _NONE:
+                return pos
+            if response.framing is _LENGTH:
+                self._stage = _Stage.LENGTH
+                self._remaining = response.content_length
+            else:
+                self._stage = _Stage.CHUNKED
+                self._chunks = ChunkedScanner()
+
+
+# ``RequestStreamEnd.feed`` results besides an offset.
+STREAM_CONTINUES: Final = -1
+STREAM_UNTRACKED: Final = -2
+# A request head longer than this is not followed (aiohttp's own limits refuse it).
+_MAX_TRACKED_HEAD: Final = 64 * 1024
+_CHUNKED_BODY: Final = -1
+
+
+def request_framing(head: bytes) -> tuple[int, bool] | None:
+    """(body length, or -1 for chunked; whether the connection ends after this request)
+    for a request head without its blank line, or None when the head is not one whose
+    framing is plain (an upgrade, CONNECT, conflicting or malformed framing): aiohttp's
+    parser judges those itself."""
+    lines = head.split(b"\r\n")
+    request_line = lines[0].split(b" ")
+    if len(request_line) != 3 or request_line[0] == b"CONNECT":
+        return None
+    version = request_line[2]
+    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+        return None
+    lengths: set[bytes] = set()
+    codings: list[bytes] = []
+    tokens: set[str] = set()
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon:
+            return None
+        lowered = name.lower()
+        value = value.strip(b" \t")
+        if lowered == b"content-length":
+            lengths.add(value)
+        elif lowered == b"transfer-encoding":
+            codings.extend(c.strip().lower() for c in value.split(b",") if c.strip())
+        elif lowered == b"connection":
+            tokens |= connection_tokens([value.decode("latin-1")])
+        elif lowered == b"upgrade":
+            return None
+    closes = "close" in tokens or (version == b"HTTP/1.0" and "keep-alive" not in tokens)
+    if codings:
+        if lengths or codings[-1] != b"chunked" or version == b"HTTP/1.0":
+            return None
+        return _CHUNKED_BODY, closes
+    if len(lengths) > 1:
+        return None
+    if not lengths:
+        return 0, closes
+    (length,) = lengths
+    if not _DIGITS_RE.fullmatch(length.decode("latin-1")):
+        return None
+    return int(length), closes
+
+
+class RequestStreamEnd:
+    """Where a client's byte stream ends: just past the request after which the
+    connection closes (HTTP/1.0 without keep-alive, or ``Connection: close``).
+
+    Why: bytes after that request are not a request anyone will answer; aiohttp's parser
+    answers them 400 and drops the request before them, where nginx and Go answer the
+    request and close. ``feed`` returns the offset just past that request in ``data``,
+    ``STREAM_CONTINUES``, or ``STREAM_UNTRACKED`` once a request is not plain (from
+    there on aiohttp's parser judges every byte).
+    """
+
+    __slots__ = ("_chunks", "_closes", "_head", "_remaining", "_untracked")
+
+    def __init__(self) -> None:
+        self._head = bytearray()
+        self._remaining = 0
+        self._chunks: ChunkedScanner | None = None
+        self._closes = False
+        self._untracked = False
+
+    def feed(self, data: bytes) -> int:
+        """Scan the next bytes the client sent."""
+        if self._untracked:
+            return STREAM_UNTRACKED
+        pos = 0
+        while True:  # bounded: each turn consumes a head or a body, or returns
+            if self._chunks is not None:
+                try:
+                    end = self._chunks.feed(data[pos:] if pos else data)
+                except ChunkedError:
+                    return self._untrack()
+                if end < 0:
+                    return STREAM_CONTINUES
+                pos += end
+                self._chunks = None
+                if self._closes:
+                    return pos
+                continue
+            if self._remaining:
+                left = len(data) - pos
+                if left < self._remaining:
+                    self._remaining -= left
+                    return STREAM_CONTINUES
+                pos += self._remaining
+                self._remaining = 0
+                if self._closes:
+                    return pos
+                continue
+            if pos == len(data):
+                return STREAM_CONTINUES
+            before = len(self._head)
+            self._head += data[pos:] if pos else data
+            found = self._head.find(HEAD_END, max(0, before - len(HEAD_END) + 1))
+            if found < 0 or found > _MAX_TRACKED_HEAD:
+                return self._untrack() if len(self._head) > _MAX_TRACKED_HEAD else STREAM_CONTINUES
+            pos += found + len(HEAD_END) - before
+            framing = request_framing(bytes(self._head[:found]))
+            self._head.clear()
+            if framing is None:
+                return self._untrack()
+            length, self._closes = framing
+            if length == _CHUNKED_BODY:
+                self._chunks = ChunkedScanner()
+            elif length:
+                self._remaining = length
+            elif self._closes:
+                return pos
+
+    def _untrack(self) -> int:
+        self._untracked = True
+        self._head.clear()
+        return STREAM_UNTRACKED
+
 
 def serialize_request_head(method: str, target: str, fields: Fields) -> bytes:
     """The request head for the runner, blank line included."""
@@ -342,22 +558,34 @@ def serialize_response_head(status: int, reason: str, fields: Fields) -> bytes:
 
 
 __all__ = (
+    "ANSWER_CONTINUES",
+    "ENDS_WITH_CONNECTION",
     "HEAD_END",
     "LAST_CHUNK",
     "LEAN_METHODS",
+    "MAX_REQUEST_FIELD",
+    "MAX_REQUEST_FIELDS",
     "MAX_REQUEST_HEAD",
+    "MAX_REQUEST_LINE",
+    "MAX_RESPONSE_FIELDS",
     "MAX_RESPONSE_HEAD",
+    "STREAM_CONTINUES",
+    "STREAM_UNTRACKED",
+    "AnswerEnd",
     "ChunkedError",
     "ChunkedScanner",
     "Framing",
     "RequestHead",
+    "RequestStreamEnd",
     "ResponseHead",
     "ResponseHeadError",
+    "ResponseHeadTooLarge",
     "connection_tokens",
     "parse_request_head",
     "parse_response_head",
     "rechunk",
     "relayed_response_head",
+    "request_framing",
     "serialize_request_head",
     "serialize_response_head",
 )

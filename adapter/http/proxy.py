@@ -28,8 +28,10 @@ from yarl import URL
 
 from adapter.config import Config
 from adapter.http.aiohttp_seams import disable_builtin_retry
+from adapter.http.client_pool import IsolatingConnector
 from adapter.http.errors import (
     AdapterAnswer,
+    ProxyStatus,
     UpstreamError,
     classify_upstream_failure,
     upstream_error_answer,
@@ -41,17 +43,27 @@ from adapter.http.forwarding import (
     build_upstream_headers,
     strip_hop_by_hop,
 )
+from adapter.http.http1 import (
+    MAX_REQUEST_FIELD,
+    MAX_REQUEST_FIELDS,
+    MAX_REQUEST_LINE,
+    MAX_RESPONSE_FIELDS,
+    MAX_RESPONSE_HEAD,
+)
 from adapter.http.record import RequestStats
 from adapter.http.retry import may_resend
+from adapter.http.routing import JOBS_SUBMIT_PATH
 from adapter.log import get_logger
 from adapter.metrics import Metrics
 
-JOBS_SUBMIT_PATH: Final = "/api/v1/jobs"
-# Options for the proxy port's AppRunner: raw request bodies, and a client that goes
-# away cancels its handler (and with it the upstream request).
+# Options for the proxy port's AppRunner: raw request bodies, a client that goes away
+# cancels its handler (and with it the upstream request), and the request limits.
 PROXY_SERVER_OPTIONS: Final[Mapping[str, Any]] = {
     "auto_decompress": False,
     "handler_cancellation": True,
+    "max_line_size": MAX_REQUEST_LINE,
+    "max_field_size": MAX_REQUEST_FIELD,
+    "max_headers": MAX_REQUEST_FIELDS,
 }
 # aiohttp adds these to outgoing requests unless told not to; a transparent proxy must not.
 _SKIP_AUTO_HEADERS: Final = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
@@ -101,6 +113,16 @@ def _reuse_trace() -> aiohttp.TraceConfig:
     return trace
 
 
+def refuse_unrequested_switch(response: aiohttp.ClientResponse) -> aiohttp.ClientResponse:
+    """A 101 answers only an upgrade the client asked for (RFC 9110 §15.2.2), and no
+    request sent here asks for one (Upgrade is hop-by-hop; the WebSocket relay has its
+    own handshake): the runner connection is closed and the client gets a 502."""
+    if response.status == 101:
+        response.close()
+        raise UpstreamError(ProxyStatus.HTTP_PROTOCOL_ERROR, "unrequested 101")
+    return response
+
+
 class UpstreamClient:
     """The one upstream ClientSession of an app: no cookie jar, no decompression, and
     no retries except a safe request whose pooled connection had gone stale."""
@@ -125,10 +147,15 @@ class UpstreamClient:
                 connect=config.upstream_connect_timeout,
                 sock_read=config.upstream_timeout,
             ),
-            # No pool cap: open WebSockets hold connections for hours.
-            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
+            # No pool cap: open WebSockets hold connections for hours. A pooled
+            # connection is reused only if nothing but its answer arrived on it.
+            connector=IsolatingConnector(limit=0, limit_per_host=0),
             trust_env=False,
             skip_auto_headers=_SKIP_AUTO_HEADERS,
+            # The relay's response limits (the total is AnswerEnd's to enforce).
+            max_line_size=MAX_RESPONSE_HEAD,
+            max_field_size=MAX_RESPONSE_HEAD,
+            max_headers=MAX_RESPONSE_FIELDS,
             trace_configs=[_reuse_trace()],
         )
         # aiohttp re-sends PUT and DELETE too when a connection drops, whether or not it was
@@ -160,7 +187,7 @@ class UpstreamClient:
         for last_try in (False, True):
             attempt = _Attempt()
             try:
-                return await self.session.request(
+                response = await self.session.request(
                     method,
                     url,
                     headers=headers,
@@ -183,6 +210,8 @@ class UpstreamClient:
                 ):
                     raise failure from exc
                 _log.info("stale_connection_retry", method=method, error=failure.detail)
+                continue
+            return refuse_unrequested_switch(response)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
@@ -362,6 +391,18 @@ def adapter_response(answer: AdapterAnswer, request_id: str) -> web.Response:
     return web.Response(status=answer.status, body=body, headers=headers)
 
 
+async def answer_and_close(request: web.BaseRequest, response: web.Response) -> web.Response:
+    """Write one of the adapter's own final answers (408, 400) now and close the
+    connection right after it, as the lean relay does. Without this aiohttp would first
+    read on for up to ten seconds ("lingering") to drain a body nobody will use; it still
+    does so after the runner's answers, so a client mid-upload gets to read them."""
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()
+    return response
+
+
 def upstream_error_response(request_id: str, exc: UpstreamError) -> web.Response:
     """The 502/504 answer when the runner could not be reached or did not answer in time."""
     return adapter_response(upstream_error_answer(exc), request_id)
@@ -391,10 +432,12 @@ __all__ = (
     "ClientBodyTimeout",
     "UpstreamClient",
     "adapter_response",
+    "answer_and_close",
     "new_request_id",
     "pass_through",
     "raw_path_qs",
     "read_client_body",
+    "refuse_unrequested_switch",
     "relay_response",
     "request_body",
     "request_stats",

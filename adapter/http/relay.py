@@ -69,11 +69,13 @@ from adapter.http.http1 import (
     serialize_request_head,
     serialize_response_head,
 )
-from adapter.http.proxy import COALESCE_LIMIT, JOBS_SUBMIT_PATH, new_request_id
+from adapter.http.last_request import LastRequestGuard
+from adapter.http.proxy import COALESCE_LIMIT, new_request_id
 from adapter.http.record import CLIENT_CLOSED_REQUEST, RequestStats, finish_request
 from adapter.http.retry import may_resend, worth_holding
+from adapter.http.routing import is_jobs_submit, route_label
 from adapter.log import get_logger
-from adapter.metrics import Metrics, route_label
+from adapter.metrics import Metrics
 
 # A pooled runner connection unused for this long is closed (aiohttp's client default),
 # before the runner's own idle timeout can race a request sent on it.
@@ -192,7 +194,7 @@ def sweep_interval(*timeouts: float) -> float:
 
 def hands_over(head: RequestHead) -> bool:
     """Plain requests the relay still leaves to aiohttp: the jobs-submit route."""
-    return head.method == "POST" and head.target.split("?", 1)[0] == JOBS_SUBMIT_PATH
+    return is_jobs_submit(head.method, head.target)
 
 
 @dataclass(slots=True)
@@ -508,7 +510,7 @@ class ClientConnection(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         self.server.untrack(self)
-        handler = self.server.inner()
+        handler = LastRequestGuard(self.server.inner())
         transport.set_protocol(handler)
         handler.connection_made(transport)
         if self._read_pauses:
@@ -764,9 +766,11 @@ class Exchange:
         assert buffer is not None
         buffer += data
         end = buffer.find(HEAD_END)
-        if end < 0:
+        if end < 0 or end > MAX_RESPONSE_HEAD:  # the cap holds however the bytes arrived
             if len(buffer) > MAX_RESPONSE_HEAD:
-                self.fail(UpstreamError(ProxyStatus.HTTP_RESPONSE_INCOMPLETE, "HeadTooLarge"))
+                self.fail(
+                    UpstreamError(ProxyStatus.HTTP_RESPONSE_HEADER_SECTION_SIZE, "HeadTooLarge")
+                )
             return
         try:
             response = parse_response_head(bytes(buffer[:end]), self.head.method)

@@ -16,7 +16,7 @@ from typing import Final
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from adapter.http.errors import classify_upstream_failure
+from adapter.http.errors import ProxyStatus, UpstreamError, classify_upstream_failure
 from adapter.http.forwarding import strip_hop_by_hop
 from adapter.http.http1 import connection_tokens
 from adapter.http.proxy import (
@@ -118,6 +118,8 @@ async def relay_websocket(request: web.Request) -> web.StreamResponse:
             timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
         )
     except aiohttp.WSServerHandshakeError as exc:
+        if exc.status == 101:  # switched, but not to the protocol asked for: a 502
+            raise UpstreamError(ProxyStatus.HTTP_PROTOCOL_ERROR, exc.message) from exc
         # The runner answered the upgrade with an ordinary HTTP status: pass it on.
         refusal = strip_hop_by_hop(exc.headers) if exc.headers else None
         for name in _BODY_HEADERS:
