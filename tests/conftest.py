@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gzip
 import io
 import json
@@ -360,3 +361,21 @@ class RawTcpUpstream:
         assert self.server is not None
         self.server.close()
         await self.server.wait_closed()
+
+
+def runner_verifies_other_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the reference runner's cross-region route verify other bytes than the adapter
+    signs (a canonical-form drift between versions), so it answers 400 on the signature.
+
+    Only the cross-region check drifts (``request_signable``); the standard route's checks
+    stay as they are, so a fallback there still succeeds.
+    """
+    from adapter.devkit.reference_runner import runner_canonical
+
+    real = runner_canonical.request_signable
+
+    def drifted(body: bytes) -> runner_canonical.Signable:
+        signable = real(body)
+        return dataclasses.replace(signable, canonical=signable.canonical + b" ")
+
+    monkeypatch.setattr(runner_canonical, "request_signable", drifted)

@@ -14,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from nacl.signing import SigningKey
 from pytest_aiohttp import AiohttpServer
+from structlog.testing import capture_logs
 
 from adapter.devkit.reference_runner import RECEIVED, create_reference_runner
 from adapter.jobs import canonical
@@ -74,21 +75,35 @@ async def test_adapter_canonical_drift_is_rejected_by_the_runner(
 ) -> None:
     """Unbroken, the rewritten job is accepted (202). With the adapter's canonicalisation
     broken on purpose, the adapter still rewrites (its self-check uses the same broken
-    code) and the reference runner answers the runner's 400 for a bad signature."""
+    code) and the reference runner refuses the rewritten job with the runner's 400 for a
+    bad signature; the adapter then falls back to the standard route with the original
+    bytes, and the runner's refusal is logged and counted."""
     runner, adapter = await stack()
     if drift is not None:
         drift(monkeypatch)
     data = body(sign(portal_spec(), PORTAL_KEY, "portal_5fa6ece"))
-    status, answer, decision = await _submit(http, adapter.url / "api/v1/jobs", data)
-    assert decision.startswith("rewritten"), (decision, answer)
+    with capture_logs() as logs:
+        status, answer, decision = await _submit(http, adapter.url / "api/v1/jobs", data)
     sent = runner.app[RECEIVED].last(CROSS_REGION)
-    assert sent is not None
+    assert sent is not None  # the rewritten job reached the runner's cross-region route
     if drift is None:
+        assert decision.startswith("rewritten"), (decision, answer)
         assert status == 202, answer
         return
-    assert status == 400, answer
-    assert answer["error"] == "Invalid JobSpec signature"
-    assert answer["details"].startswith("signature verification failed (canonical length:")
+    assert decision == "fallback; reason=cross_region_rejected", (decision, answer)
+    refusals = [line for line in logs if line["event"] == "cross_region_rejected"]
+    assert len(refusals) == 1, logs
+    assert refusals[0]["status"] == 400
+    refusal = json.loads(refusals[0]["body"])
+    assert refusal["error"] == "Invalid JobSpec signature"
+    assert refusal["details"].startswith("signature verification failed (canonical length:")
+    rejections = adapter.registry.get_sample_value(
+        "adapter_cross_region_rejections_total", {"error": "invalid_signature"}
+    )
+    assert rejections == 1
+    # The fallback sent the client's own bytes to the standard route, which took them.
+    assert runner.app[RECEIVED].last("/api/v1/jobs") is not None
+    assert status in (200, 201, 202), answer
 
 
 def _signed_spec(**overrides: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from adapter.metrics import (
     REPLAY_CHECK_RESULTS,
 )
 from adapter.replay_store import Claim
-from tests.conftest import AdminFactory
+from tests.conftest import AdminFactory, runner_verifies_other_bytes
 from tests.portal import body, portal_spec, sign
 from tests.test_submission import (
     ON,
@@ -49,11 +49,7 @@ def _job(job_id: str) -> bytes:
 def _runner_canonical_drifts(monkeypatch: pytest.MonkeyPatch) -> None:
     """The runner verifies other bytes than the adapter signs (a canonical-form drift
     between versions): its real cross-region handler then answers 400 on the signature."""
-    from adapter.jobs.canonical import canonical_v1
-
-    monkeypatch.setattr(
-        "adapter.devkit.reference_runner.app.canonical_v1", lambda spec: canonical_v1(spec) + b" "
-    )
+    runner_verifies_other_bytes(monkeypatch)
 
 
 def test_label_sets_match_the_enums() -> None:

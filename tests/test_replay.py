@@ -27,7 +27,7 @@ from adapter.jobs.rewrite import Decision, Reason, RewriteSettings, Verdict, dec
 from adapter.jobs.rollout import BUCKETS, RolloutPolicy
 from adapter.jobs.signing import ServiceKey
 from adapter.jobs.trust import TrustedKeys
-from tests.conftest import AdapterFactory, free_port
+from tests.conftest import AdapterFactory, free_port, runner_verifies_other_bytes
 from tests.portal import body, portal_spec, sign
 from tests.redis_server import (
     RedisServer,
@@ -227,12 +227,7 @@ async def test_fallback_leaves_no_false_replay(
         options["cross_region_enabled"] = False
         reason = "cross_region_missing"
     else:
-        from adapter.jobs.canonical import canonical_v1
-
-        monkeypatch.setattr(
-            "adapter.devkit.reference_runner.app.canonical_v1",
-            lambda spec: canonical_v1(spec) + b" ",
-        )
+        runner_verifies_other_bytes(monkeypatch)
         reason = "cross_region_rejected"
     runner, adapter = await stack(_adapter_env(tmp_path, redis_server.url), **options)
     data = _job("job-fb", "nonce-fb")

@@ -208,12 +208,16 @@ def test_real_portal_request_verifies_with_runner_v1() -> None:
 
 def test_case_folded_jobspec_member_is_checked_as_the_runner_reads_it() -> None:
     """``{"JobSpec": ...}`` is a cross-region request to the runner (Go folds member
-    names): its spec is checked as V1, never the wrapper as if it were a bare spec."""
-    request = json.loads((VECTORS_DIR / "portal-crossregion-2025-10-12.json").read_bytes())
+    names): its spec is checked exactly as under ``jobspec``, never the wrapper as if it
+    were a bare spec."""
+    raw = (VECTORS_DIR / "portal-crossregion-2025-10-12.json").read_bytes()
+    request = json.loads(raw)
     body = json.dumps({"JobSpec": request.pop("jobspec"), **request}).encode()
     check = check_spec_signature(body)
-    assert (check.scheme, check.error) == ("runner_v1", None)
+    assert check.verified, check
+    assert (check.scheme, check.error) == (check_spec_signature(raw).scheme, None)
     assert check.public_key_b64 == "qBP01SQs+cJ57B1sBjypEotITySqNR9EF3qK412l6Tk="
+    assert check_runner_v1(body).verified
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in OLD_PORTAL_FILES])
