@@ -88,6 +88,7 @@ class Metrics:
     fallbacks: Counter
     shadow: Counter
     rollout_percent: Gauge
+    backfill_jobs: Counter
     # Labelled children per (method, route, code): ``labels()`` validates and locks on
     # every call, a dict hit does not. Bounded by the closed label sets.
     _request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = field(
@@ -164,6 +165,7 @@ class Metrics:
                 "The configured ADAPTER_ROLLOUT_PERCENT (0-100).",
                 registry=registry,
             ),
+            backfill_jobs=backfill_jobs_counter(registry),
         )
         for kind in UPSTREAM_ERROR_KINDS:
             metrics.upstream_errors.labels(kind=kind)
@@ -185,11 +187,24 @@ class Metrics:
         series[1].observe(seconds)
 
 
+def backfill_jobs_counter(registry: CollectorRegistry) -> Counter:
+    """Jobs handled by the bias-analysis backfill (admin endpoints here; the CLI writes the
+    same series to a textfile): action, outcome, and the skip reason (a closed set)."""
+    return Counter(
+        "adapter_backfill_jobs",
+        "Bias-analysis backfill jobs by action (plan, apply, dry_run), outcome (written, "
+        "candidate, skipped, failed) and skip reason.",
+        ("action", "outcome", "reason"),
+        registry=registry,
+    )
+
+
 __all__ = (
     "DURATION_BUCKETS",
     "ROUTES",
     "UPSTREAM_ERROR_KINDS",
     "Metrics",
+    "backfill_jobs_counter",
     "method_label",
     "route_label",
 )
