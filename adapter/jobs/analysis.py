@@ -220,8 +220,10 @@ class Analysis:
     def stored_metrics(self) -> dict[str, Decimal]:
         """The numeric columns exactly as PostgreSQL stores the runner's parameters.
 
-        Pass these Decimals as parameters (not the floats): the value written is then the
-        runner's whatever cast path the driver takes.
+        Pass these Decimals as parameters, not the floats: a float goes to PostgreSQL as
+        float8 and is cast through 15 significant digits (0.12499999999999999 -> 0.13), while
+        the runner's lib/pq sends its shortest text (-> 0.12). With Decimals the stored value
+        is the runner's whichever driver writes it.
         """
         return {
             "bias_variance": round_half_away_from_zero(self.bias_variance, 4),
