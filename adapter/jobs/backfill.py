@@ -43,7 +43,6 @@ class Reason(StrEnum):
     NOT_TERMINAL = "not_terminal"
     TOO_FEW_SUCCESSFUL_REGIONS = "too_few_successful_regions"
     UNREADABLE_JOBSPEC = "unreadable_jobspec"
-    NO_REGIONS = "no_regions"
     SINGLE_REGION = "single_region"
     NOT_FOUND = "not_found"
 
