@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -132,7 +133,7 @@ class SqliteRunnerDatabase:
                     )
                     for e in executions
                 ),
-                newest_cross_region_id=None if newest is None else newest[0],
+                newest_cross_region_id=None if newest is None else _uuid(newest[0]),
                 newest_has_analysis=bool(newest and newest[1]),
             )
 
@@ -264,6 +265,13 @@ class SqliteRunnerDatabase:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
 
 
 def _maybe_multi_region(spec_text: str | None) -> bool:
