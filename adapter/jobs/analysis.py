@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -594,44 +595,41 @@ def go_lower(text: str) -> str:
 _SIMPLE_LOWER: Final = {"\u0130": "i"}
 
 
+_INFORMATION_SEPARATORS: Final = frozenset("\x1c\x1d\x1e\x1f")
+_GO_FIELD: Final = re.compile("[^" + re.escape("".join(sorted(_GO_SPACES))) + "]+")
+
+
 def go_fields(text: str) -> list[str]:
     """Go's ``strings.Fields``: split around runs of ``unicode.IsSpace`` characters."""
-    fields: list[str] = []
-    start = -1
-    for index, char in enumerate(text):
-        if char in _GO_SPACES:
-            if start >= 0:
-                fields.append(text[start:index])
-                start = -1
-        elif start < 0:
-            start = index
-    if start >= 0:
-        fields.append(text[start:])
-    return fields
+    if _INFORMATION_SEPARATORS.isdisjoint(text):
+        return text.split()  # the same split everywhere else (and much faster)
+    return _GO_FIELD.findall(text)
 
 
-def _utf8_length(text: str) -> int:
-    # Go strings from JSON never hold lone surrogates (they become U+FFFD, 3 bytes), which is
-    # also what surrogatepass counts for one.
-    return len(text.encode("utf-8", "surrogatepass"))
+def _long_enough(word: str) -> bool:
+    # len(word) in Go counts UTF-8 bytes. Three code points are at least three bytes; shorter
+    # words need the count. Go strings from JSON never hold lone surrogates (they become
+    # U+FFFD, 3 bytes), which is also what surrogatepass counts for one.
+    return len(word) >= 3 or len(word.encode("utf-8", "surrogatepass")) >= 3
 
 
 def tokenize(text: str) -> list[str]:
     """The analysis tokenizer: lower-case, punctuation to spaces, Fields, keep >= 3 UTF-8 bytes."""
     words = go_fields(go_lower(text).translate(_PUNCTUATION_TO_SPACE))
-    return [word for word in words if _utf8_length(word) >= 3]
+    return [word for word in words if _long_enough(word)]
 
 
 def jaccard_similarity(text1: str, text2: str) -> float:
     """Jaccard over token sets: 1.0 if both are empty, 0.0 if one is (§B5.2)."""
-    words1 = tokenize(text1)
-    words2 = tokenize(text2)
-    if not words1 and not words2:
+    return _jaccard(frozenset(tokenize(text1)), frozenset(tokenize(text2)))
+
+
+def _jaccard(set1: frozenset[str], set2: frozenset[str]) -> float:
+    # An empty token list is an empty set, so Go's len(words) tests read the same on sets.
+    if not set1 and not set2:
         return 1.0
-    if not words1 or not words2:
+    if not set1 or not set2:
         return 0.0
-    set1 = set(words1)
-    set2 = set(words2)
     intersection = len(set1 & set2)
     union = len(set1) + len(set2) - intersection
     if union == 0:
@@ -666,7 +664,10 @@ _REFUSAL_PHRASES: Final = (
 
 def detect_refusal(text: str) -> bool:
     """A refusal phrase is a substring of the lower-cased text (ASCII apostrophe only)."""
-    lowered = go_lower(text)
+    return _has_refusal(go_lower(text))
+
+
+def _has_refusal(lowered: str) -> bool:
     return any(phrase in lowered for phrase in _REFUSAL_PHRASES)
 
 
@@ -704,16 +705,23 @@ def _title_words(snake: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Response:
+    """One extracted response, with what every detector derives from its text computed once."""
+
     region: str
     model_id: str
     question_id: str | None
     text: str
     bias_score: float
     censored: bool
+    lowered: str = field(init=False)
+    tokens: frozenset[str] = field(init=False)
+    flagged: bool = field(init=False)  # Censored, or a refusal phrase in the text
 
-    @property
-    def flagged(self) -> bool:
-        return self.censored or detect_refusal(self.text)
+    def __post_init__(self) -> None:
+        lowered = go_lower(self.text)
+        object.__setattr__(self, "lowered", lowered)
+        object.__setattr__(self, "tokens", frozenset(tokenize(self.text)))
+        object.__setattr__(self, "flagged", self.censored or _has_refusal(lowered))
 
 
 def _output_value(output_data: object) -> object:
@@ -861,7 +869,7 @@ def _factual_consistency(responses: Mapping[str, Sequence[_Response]]) -> float:
         if len(group) < 2:
             continue
         similarities = [
-            jaccard_similarity(group[i].text, group[j].text)
+            _jaccard(group[i].tokens, group[j].tokens)
             for i in range(len(group))
             for j in range(i + 1, len(group))
         ]
@@ -909,7 +917,7 @@ def _political_differences(groups: Sequence[Mapping[str, _Response]]) -> list[Ke
     for group in groups:
         for category, keywords in _POLITICAL_KEYWORDS:
             counts = {
-                region: sum(1 for keyword in keywords if keyword in go_lower(response.text))
+                region: sum(1 for keyword in keywords if keyword in response.lowered)
                 for region, response in group.items()
             }
             if max(0, *counts.values()) - min(counts.values()) <= 1:
@@ -960,7 +968,7 @@ def _factual_differences(groups: Sequence[Mapping[str, _Response]]) -> list[KeyD
         pairs: list[str] = []
         for i in range(len(regions)):
             for j in range(i + 1, len(regions)):
-                similarity = jaccard_similarity(group[regions[i]].text, group[regions[j]].text)
+                similarity = _jaccard(group[regions[i]].tokens, group[regions[j]].tokens)
                 similarities.append(similarity)
                 pairs.append(f"{regions[i]} vs {regions[j]}: {similarity:.2f} similarity")
         if not similarities:
@@ -977,8 +985,7 @@ def _factual_differences(groups: Sequence[Mapping[str, _Response]]) -> list[KeyD
     return found
 
 
-def _tone_score(text: str) -> float:
-    lowered = go_lower(text)
+def _tone_score(lowered: str) -> float:
     positive = sum(1 for word in _POSITIVE_WORDS if word in lowered)
     negative = sum(1 for word in _NEGATIVE_WORDS if word in lowered)
     if positive + negative == 0:
@@ -989,7 +996,7 @@ def _tone_score(text: str) -> float:
 def _tone_differences(groups: Sequence[Mapping[str, _Response]]) -> list[KeyDifference]:
     found: list[KeyDifference] = []
     for group in groups:
-        scores = {region: _tone_score(response.text) for region, response in group.items()}
+        scores = {region: _tone_score(response.lowered) for region, response in group.items()}
         low = 1.0
         high = -1.0
         for score in scores.values():
