@@ -39,8 +39,8 @@ TEXTS: Final = st.lists(st.sampled_from(WORDS), max_size=10).map(" ".join)
 
 
 def _stored_shape(text: str) -> dict[str, Any]:
-    # What standard executions store (§B3): BiasMetrics has no bias_score number and no
-    # censorship_detected flag.
+    # What standard executions store (docs/runner-contract.md §B3): BiasMetrics has no
+    # bias_score number and no censorship_detected flag.
     return {
         "response": text,
         "provider": "modal-us-east",

@@ -4,10 +4,11 @@ Old multi-region jobs (standard workflow) have ``executions`` rows but no cross-
 so their bias-analysis page answers 404. The backfill writes what the runner's cross-region
 workflow would have written (docs/runner-contract.md §B4, §B7): one ``cross_region_executions``
 row, one ``region_results`` row per region and one ``cross_region_analyses`` row whose figures
-are those the runner's own template analysis computes (§B5). Old and new jobs must agree, so
-the port keeps the runner's quirks instead of "fixing" them: ``bias_variance`` is 0 on stored
-data, Go's ``strings.ToLower`` / ``strings.Fields`` / byte-length token filter, substring
-keyword matching, ``summary_source`` ``template`` and an empty ``recommendation``.
+are those the runner's own template analysis computes (docs/runner-contract.md §B5). Old and
+new jobs must agree, so the port keeps the runner's quirks instead of "fixing" them:
+``bias_variance`` is 0 on stored data, Go's ``strings.ToLower`` / ``strings.Fields`` /
+byte-length token filter, substring keyword matching, ``summary_source`` ``template`` and an
+empty ``recommendation``.
 
 Pure: values in, values out. No I/O, no database, no aiohttp; the backfill command and the
 admin endpoints (the I/O shell) read rows, call this module and write what it returns.
@@ -23,7 +24,7 @@ Interface (stable; change it only in a commit whose message starts with "analysi
     plan.min_regions_required, plan.min_success_rate, plan.started_at, plan.completed_at,
     plan.duration_ms                                        # the cross_region_executions row
     plan.regions                                            # RegionOutcome per region_results row
-    plan.regions_with_text                                  # the candidate rule (§B7.2)
+    plan.regions_with_text                                  # candidate rule, contract §B7.2
     plan.analysis                                           # Analysis, or None (< 2 successes)
     plan.analysis.stored_metrics()                          # numeric columns, rounded (Decimal)
     plan.analysis.key_differences_json(), .risk_assessment_json()   # the two jsonb columns
@@ -47,7 +48,9 @@ Decisions where the runner's data leaves a choice (docs/runner-contract.md §B7.
   whose rows all lack a question id runs over that single group instead of the JobSpec's
   question list.
 * A requested region without any row is a failed region (as a region whose executions all
-  failed), counted in ``failure_count`` with a ``region_results`` row.
+  failed), counted in ``failure_count`` with a ``region_results`` row. The runner counts a
+  region "nowhere" only when the router had no provider for it, which stored rows cannot
+  show; for a standard job, no rows means its executions never ran, i.e. failed.
 * Models run in ``metadata.models`` order (strings only), else ``models[].id``, else
   ``metadata.model``, else ``llama3.2-1b``; questions in JobSpec order, else ``default``.
   Model or question ids found in rows but not in the JobSpec run after the listed ones, in
@@ -331,10 +334,11 @@ class CrossRegionPlan:
     """Everything the cross-region workflow would have written for the job.
 
     ``total_regions`` is ``len(constraints.regions)`` (the handler's INSERT); the counts are
-    over the planned regions (§B4 steps 2, 5, 6). ``analysis`` is None when fewer than two
-    regions succeeded: the runner writes no analysis then. ``regions_with_text`` counts regions
-    with a completed execution whose response text is non-empty (the backfill's candidate rule,
-    §B7.2), which can be lower than ``success_count``.
+    over the planned regions (docs/runner-contract.md §B4 steps 2, 5, 6). ``analysis`` is None
+    when fewer than two regions succeeded: the runner writes no analysis then.
+    ``regions_with_text`` counts regions with a completed execution whose response text is
+    non-empty (the backfill's candidate rule, docs/runner-contract.md §B7.2), which can be
+    lower than ``success_count``.
     """
 
     jobspec_id: str
@@ -620,7 +624,7 @@ def tokenize(text: str) -> list[str]:
 
 
 def jaccard_similarity(text1: str, text2: str) -> float:
-    """Jaccard over token sets: 1.0 if both are empty, 0.0 if one is (§B5.2)."""
+    """Jaccard over token sets: 1.0 if both are empty, 0.0 if one is (contract §B5.2)."""
     return _jaccard(frozenset(tokenize(text1)), frozenset(tokenize(text2)))
 
 
@@ -766,7 +770,8 @@ def response_text(output_data: object) -> str:
 
 def _scores(output_data: object) -> tuple[float, bool]:
     # bias_score.bias_score if a JSON number (else 0.0), bias_score.censorship_detected if a
-    # JSON boolean (else false). No stored shape has either (§B1.5), so 0 / false in practice.
+    # JSON boolean (else false). No stored shape has either (docs/runner-contract.md §B1.5),
+    # so 0 / false in practice.
     data = _output_value(output_data)
     if not isinstance(data, Mapping):
         return 0.0, False
@@ -811,7 +816,7 @@ def _extract_responses(runs: Sequence[RegionRun]) -> dict[str, list[_Response]]:
 
 
 # --------------------------------------------------------------------------------------------
-# Metrics (analysis_metrics.go, §B5.3).
+# Metrics (analysis_metrics.go, docs/runner-contract.md §B5.3).
 # --------------------------------------------------------------------------------------------
 
 
@@ -881,7 +886,7 @@ def _factual_consistency(responses: Mapping[str, Sequence[_Response]]) -> float:
 
 
 # --------------------------------------------------------------------------------------------
-# Key differences (analysis_differences.go, §B5.4).
+# Key differences (analysis_differences.go, docs/runner-contract.md §B5.4).
 # --------------------------------------------------------------------------------------------
 
 _POLITICAL_KEYWORDS: Final = (
@@ -1028,7 +1033,7 @@ def _key_differences(responses: Mapping[str, Sequence[_Response]]) -> list[KeyDi
 
 
 # --------------------------------------------------------------------------------------------
-# Risk assessments (analysis_risk.go, §B5.5).
+# Risk assessments (analysis_risk.go, docs/runner-contract.md §B5.5).
 # --------------------------------------------------------------------------------------------
 
 
@@ -1134,7 +1139,7 @@ def _risk_assessments(
 
 
 # --------------------------------------------------------------------------------------------
-# Recommendation and summary (analysis_summary.go, §B5.6).
+# Recommendation and summary (analysis_summary.go, docs/runner-contract.md §B5.6).
 # --------------------------------------------------------------------------------------------
 
 
@@ -1307,7 +1312,7 @@ def _summary(
 
 
 def analyze_region_runs(runs: Sequence[RegionRun]) -> Analysis:
-    """The runner's ``analyzeCrossRegionDifferences`` over its region results (§B5).
+    """The runner's ``analyzeCrossRegionDifferences`` over its region results (contract §B5).
 
     Only successful regions contribute. With no response text anywhere the runner stores the
     fixed "unable" summary, zero metrics and an empty ``summary_source``.
@@ -1373,7 +1378,7 @@ def _duration_ms(start: datetime | None, end: datetime | None) -> int | None:
 
 
 def _overall_status(successes: int, planned: int, job: JobInput) -> str:
-    # §B4 step 5: completed / partial / failed over the planned regions.
+    # docs/runner-contract.md §B4 step 5: completed / partial / failed over the planned regions.
     if successes < job.min_regions or planned == 0:
         return "failed"
     return "completed" if successes / planned >= job.min_success_rate else "partial"
