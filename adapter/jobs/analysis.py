@@ -54,7 +54,8 @@ Decisions where the runner's data leaves a choice (docs/runner-contract.md §B7.
 * Models run in ``metadata.models`` order (strings only), else ``models[].id``, else
   ``metadata.model``, else ``llama3.2-1b``; questions in JobSpec order, else ``default``.
   Model or question ids found in rows but not in the JobSpec run after the listed ones, in
-  sorted order, so nothing stored is silently dropped.
+  sorted order, so nothing stored is silently dropped. A NULL ``model_id`` reads as
+  ``llama3.2-1b``, the value migration 0008 gave every older row (contract §B2).
 """
 
 from __future__ import annotations
