@@ -826,3 +826,16 @@ def test_odd_output_data_counts_as_no_response() -> None:
     assert plan.analysis is not None
     assert (plan.analysis.factual_consistency, plan.analysis.key_differences) == (1.0, ())
     assert plan.regions[2].execution_output == {"data": None, "hash": ""}
+
+
+def test_null_model_ids_read_as_the_default_model() -> None:
+    job = _job(["US", "EU"])  # the JobSpec lists m1 only
+    rows = [_row(region, _TEXTS[region], model=None) for region in ("US", "EU")]
+    runs, ignored = plan_region_runs(job, rows)
+    assert ignored == 0
+    assert [(e.model_id, e.row is not None) for e in runs[0].executions] == [
+        ("m1", False),
+        (DEFAULT_MODEL, True),
+    ]
+    plan = plan_cross_region(job, rows)
+    assert (plan.success_count, plan.regions_with_text) == (2, 2)
