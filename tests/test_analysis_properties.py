@@ -18,6 +18,7 @@ from typing import Any, Final
 import psycopg
 from hypothesis import given, strategies as st
 
+from adapter.devkit.pgcluster import PgCluster
 from adapter.jobs.analysis import (
     ExecutionRow,
     JobInput,
@@ -25,7 +26,6 @@ from adapter.jobs.analysis import (
     plan_cross_region,
     round_half_away_from_zero,
 )
-from tests.postgres import PgCluster
 from tests.test_analysis import normalise_differences, normalise_risks, normalise_summary
 
 T0: Final = datetime(2025, 10, 1, 8, 0, 0)
