@@ -194,8 +194,7 @@ def plan_jobs(
     ``limit`` bounds the number of candidates listed; non-candidates are always listed.
     """
     candidates = 0
-    for history in db.histories(selection, multi_region_only=True):
-        report = _classify(history)
+    for report in map(_classify, db.histories(selection, multi_region_only=True)):
         if report.reason == Reason.SINGLE_REGION.value:
             continue
         if report.outcome == OUTCOME_CANDIDATE:

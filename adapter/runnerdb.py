@@ -135,34 +135,49 @@ AND (%(jobs)s::text[] IS NULL OR j.jobspec_id = ANY (%(jobs)s::text[]))
 
 _COUNT_SQL: Final = "SELECT count(*) FROM jobs j WHERE {selection}"
 
-_NEWEST_SQL: Final = """
-SELECT c.id,
-       EXISTS (SELECT 1 FROM cross_region_analyses a WHERE a.cross_region_execution_id = c.id)
-FROM cross_region_executions c WHERE c.jobspec_id = %s ORDER BY c.created_at DESC LIMIT 1
-"""
-
-_INSERT_EXECUTION_SQL: Final = """
-INSERT INTO cross_region_executions (id, jobspec_id, total_regions, success_count,
-    failure_count, min_regions_required, min_success_rate, status, started_at, completed_at,
-    duration_ms)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (id) DO NOTHING
-RETURNING id
-"""
-
-_INSERT_REGION_SQL: Final = """
-INSERT INTO region_results (id, cross_region_execution_id, region, provider_id, status,
-    started_at, completed_at, duration_ms, execution_output, error_message, metadata)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (id) DO NOTHING
-"""
-
-_INSERT_ANALYSIS_SQL: Final = """
-INSERT INTO cross_region_analyses (id, cross_region_execution_id, bias_variance,
-    censorship_rate, factual_consistency, narrative_divergence, key_differences,
-    risk_assessment, summary, summary_source, recommendation)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (id) DO NOTHING
+# One job's rows in one statement, after pg_advisory_xact_lock (a separate statement, so
+# this one's snapshot sees every commit made before the lock was granted). Nothing is
+# written when the job's newest cross-region row already has an analysis (the runner's, or
+# ours from an earlier or concurrent run); the region rows and the analysis are written only
+# when the execution row was (data-modifying CTEs chained on RETURNING).
+_WRITE_SQL: Final = """
+WITH newest AS (
+    SELECT c.id, EXISTS (SELECT 1 FROM cross_region_analyses a
+                         WHERE a.cross_region_execution_id = c.id) AS analysed
+    FROM cross_region_executions c WHERE c.jobspec_id = %(job)s
+    ORDER BY c.created_at DESC LIMIT 1
+), execution AS (
+    INSERT INTO cross_region_executions (id, jobspec_id, total_regions, success_count,
+        failure_count, min_regions_required, min_success_rate, status, started_at,
+        completed_at, duration_ms)
+    SELECT %(id)s, %(job)s, %(total_regions)s, %(success_count)s, %(failure_count)s,
+           %(min_regions_required)s, %(min_success_rate)s, %(status)s, %(started_at)s,
+           %(completed_at)s, %(duration_ms)s
+    WHERE NOT EXISTS (SELECT 1 FROM newest WHERE analysed)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+), regions AS (
+    INSERT INTO region_results (id, cross_region_execution_id, region, provider_id, status,
+        started_at, completed_at, duration_ms, execution_output, error_message, metadata)
+    SELECT r.id, execution.id, r.region, r.provider_id, r.status, r.started_at,
+           r.completed_at, r.duration_ms, NULLIF(r.execution_output, 'null'::jsonb),
+           r.error_message, r.metadata
+    FROM execution CROSS JOIN jsonb_to_recordset(%(regions)s) AS r(
+        id uuid, region text, provider_id text, status text, started_at timestamptz,
+        completed_at timestamptz, duration_ms bigint, execution_output jsonb,
+        error_message text, metadata jsonb)
+    ON CONFLICT (id) DO NOTHING
+), analysis AS (
+    INSERT INTO cross_region_analyses (id, cross_region_execution_id, bias_variance,
+        censorship_rate, factual_consistency, narrative_divergence, key_differences,
+        risk_assessment, summary, summary_source, recommendation)
+    SELECT %(analysis_id)s, execution.id, %(bias_variance)s, %(censorship_rate)s,
+           %(factual_consistency)s, %(narrative_divergence)s, %(key_differences)s,
+           %(risk_assessment)s, %(summary)s, %(summary_source)s, %(recommendation)s
+    FROM execution
+    ON CONFLICT (id) DO NOTHING
+)
+SELECT (SELECT count(*) FROM execution), (SELECT id FROM newest)
 """
 
 _UNDO_SQL: Final = """
@@ -352,76 +367,67 @@ def stream_histories(
             yield _history(row)
 
 
+def _write_params(plan: WritePlan) -> dict[str, Any]:
+    execution, analysis = plan.execution, plan.analysis
+    return {
+        "job": plan.jobspec_id,
+        "id": execution.id,
+        "total_regions": execution.total_regions,
+        "success_count": execution.success_count,
+        "failure_count": execution.failure_count,
+        "min_regions_required": execution.min_regions_required,
+        "min_success_rate": execution.min_success_rate,
+        "status": execution.status,
+        "started_at": execution.started_at,
+        "completed_at": execution.completed_at,
+        "duration_ms": execution.duration_ms,
+        "regions": Jsonb(
+            [
+                {
+                    "id": str(region.id),
+                    "region": region.region,
+                    "provider_id": region.provider_id,
+                    "status": region.status,
+                    "started_at": region.started_at.isoformat(),
+                    "completed_at": None
+                    if region.completed_at is None
+                    else region.completed_at.isoformat(),
+                    "duration_ms": region.duration_ms,
+                    "execution_output": region.execution_output,
+                    "error_message": region.error_message,
+                    "metadata": dict(region.metadata),
+                }
+                for region in plan.regions
+            ]
+        ),
+        "analysis_id": analysis.id,
+        "bias_variance": analysis.bias_variance,
+        "censorship_rate": analysis.censorship_rate,
+        "factual_consistency": analysis.factual_consistency,
+        "narrative_divergence": analysis.narrative_divergence,
+        "key_differences": Jsonb(list(analysis.key_differences)),
+        "risk_assessment": Jsonb(list(analysis.risk_assessment)),
+        "summary": analysis.summary,
+        "summary_source": analysis.summary_source,
+        "recommendation": analysis.recommendation,
+    }
+
+
 def write_plan(conn: psycopg.Connection[tuple[Any, ...]], plan: WritePlan) -> WriteOutcome:
     """Write one job's rows in one transaction, serialised per job with an advisory lock.
 
-    Under the lock the newest cross-region row is read again: when it already has an
-    analysis (the backfill's own from an earlier or concurrent run, or the runner's),
-    nothing is written.
+    Pipelined: BEGIN, the lock, the write and COMMIT go out together (one round trip).
     """
-    execution = plan.execution
-    with conn.transaction():
+    with conn.pipeline(), conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (plan.jobspec_id,))
-        newest = conn.execute(_NEWEST_SQL, (plan.jobspec_id,)).fetchone()
-        if newest is not None and newest[1]:
-            ours = newest[0] == execution_id_for(plan.jobspec_id)
-            return WriteOutcome(False, "already_backfilled" if ours else "already_analysed")
-        inserted = conn.execute(
-            _INSERT_EXECUTION_SQL,
-            (
-                execution.id,
-                execution.jobspec_id,
-                execution.total_regions,
-                execution.success_count,
-                execution.failure_count,
-                execution.min_regions_required,
-                execution.min_success_rate,
-                execution.status,
-                execution.started_at,
-                execution.completed_at,
-                execution.duration_ms,
-            ),
-        ).fetchone()
-        if inserted is None:
-            return WriteOutcome(False, "already_backfilled")
-        with conn.cursor() as cursor:
-            cursor.executemany(
-                _INSERT_REGION_SQL,
-                [
-                    (
-                        region.id,
-                        execution.id,
-                        region.region,
-                        region.provider_id,
-                        region.status,
-                        region.started_at,
-                        region.completed_at,
-                        region.duration_ms,
-                        None if region.execution_output is None else Jsonb(region.execution_output),
-                        region.error_message,
-                        Jsonb(dict(region.metadata)),
-                    )
-                    for region in plan.regions
-                ],
-            )
-        analysis = plan.analysis
-        conn.execute(
-            _INSERT_ANALYSIS_SQL,
-            (
-                analysis.id,
-                execution.id,
-                analysis.bias_variance,
-                analysis.censorship_rate,
-                analysis.factual_consistency,
-                analysis.narrative_divergence,
-                Jsonb(list(analysis.key_differences)),
-                Jsonb(list(analysis.risk_assessment)),
-                analysis.summary,
-                analysis.summary_source,
-                analysis.recommendation,
-            ),
-        )
-    return WriteOutcome(True)
+        cursor = conn.execute(_WRITE_SQL, _write_params(plan))
+    row = cursor.fetchone()
+    assert row is not None
+    inserted, newest = row
+    if inserted:
+        return WriteOutcome(True)
+    ours = newest is None or newest == execution_id_for(plan.jobspec_id)
+    return WriteOutcome(False, "already_backfilled" if ours else "already_analysed")
 
 
 def undo(conn: psycopg.Connection[tuple[Any, ...]], jobs: Sequence[str] | None) -> list[str]:

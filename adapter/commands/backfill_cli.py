@@ -13,12 +13,13 @@ Exit status: 0 all went well; 1 some jobs failed or the database could not be us
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Any, BinaryIO, Final, TextIO, cast
 
 import orjson
 from prometheus_client import CollectorRegistry, write_to_textfile
@@ -209,8 +210,21 @@ def _run(args: argparse.Namespace, db: RunnerDatabase) -> int:
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
+class _StderrBytes(io.RawIOBase):
+    """Log lines go to whatever ``sys.stderr`` is at write time (tests swap it per test)."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        sys.stderr.flush()
+        written: int = sys.stderr.buffer.write(data)
+        sys.stderr.buffer.flush()
+        return written
+
+
 def _backfill(args: argparse.Namespace) -> int:
-    configure_logging(args.log_level, "json", binary_stream=sys.stderr.buffer)
+    configure_logging(args.log_level, "json", binary_stream=cast(BinaryIO, _StderrBytes()))
     url = args.database_url or os.environ.get(ENV_DATABASE_URL, "").strip()
     if not url:
         print(f"{PROG}: set --database-url or {ENV_DATABASE_URL}", file=sys.stderr)
