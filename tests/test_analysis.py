@@ -839,3 +839,43 @@ def test_null_model_ids_read_as_the_default_model() -> None:
     ]
     plan = plan_cross_region(job, rows)
     assert (plan.success_count, plan.regions_with_text) == (2, 2)
+
+
+@pytest.mark.parametrize(
+    ("bias_score", "censorship_detected", "scored"),
+    [
+        (0.9, True, (0.9, True)),
+        (1, 1, (1.0, False)),  # an integer is a JSON number; 1 is not a JSON boolean
+        (Decimal("0.25"), "true", (0.25, False)),  # a loader may hand numbers over as Decimal
+        (True, None, (0.0, False)),  # true is not a number for Go's float64 assertion
+        ("0.9", False, (0.0, False)),
+        (10**400, None, (0.0, False)),  # beyond float64: Go's decoder never yields it
+    ],
+)
+def test_synthetic_bias_keys_read_like_go_type_assertions(
+    bias_score: object, censorship_detected: object, scored: tuple[float, bool]
+) -> None:
+    # docs/runner-contract.md §B5.1: only bias_score.bias_score as a number and
+    # censorship_detected as a boolean count. Two regions with the same text, so the first
+    # region's flag and score are visible through the censorship risk and the bias variance.
+    rows = [
+        ExecutionRow(
+            "US",
+            "m1",
+            "q1",
+            "completed",
+            {
+                "response": "alpha bravo charlie",
+                "bias_score": {
+                    "bias_score": bias_score,
+                    "censorship_detected": censorship_detected,
+                },
+            },
+        ),
+        ExecutionRow("EU", "m1", "q1", "completed", {"response": "alpha bravo charlie"}),
+    ]
+    analysis = analyze(_job(["US", "EU"]), rows)
+    assert analysis is not None
+    score, censored = scored
+    assert analysis.bias_variance == min(1.0, abs(score - score / 2) * 2)
+    assert analysis.censorship_rate == (0.5 if censored else 0.0)

@@ -393,7 +393,8 @@ def _decode_json_text(raw: bytes | bytearray | memoryview | str) -> object:
 
 def _is_json_number(value: object) -> bool:
     # Only a JSON number decodes to Go's float64; Python's bool is an int and must not count.
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    # A driver may hand numbers over as Decimal (a json loader with parse_float=Decimal).
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
 
 
 def job_from_jobspec_data(jobspec_id: str, jobspec_data: object) -> JobInput:
@@ -781,7 +782,7 @@ def _scores(output_data: object) -> tuple[float, bool]:
         return 0.0, False
     raw_score = scoring.get("bias_score")
     score = 0.0
-    if isinstance(raw_score, int | float) and not isinstance(raw_score, bool):
+    if isinstance(raw_score, int | float | Decimal) and not isinstance(raw_score, bool):
         try:
             score = float(raw_score)
         except OverflowError:
