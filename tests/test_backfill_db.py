@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from adapter.cli import main
@@ -426,3 +427,45 @@ def test_undo_needs_jobs_or_all(runner_db: str, capsys: pytest.CaptureFixture[st
     code, _out, err = run(capsys, "undo", "--database-url", runner_db)
     assert code == 2
     assert "--all" in err
+
+
+# --- the roles of docs/runbook.md §9 ---------------------------------------------------------
+
+
+def test_runbook_roles_plan_read_only_and_apply_read_write(
+    runner_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed(runner_db, job("a", 1), job("b", 2))
+    suffix = runner_db.rsplit("/", 1)[1]
+    ro, rw = f"backfill_ro_{suffix}", f"backfill_rw_{suffix}"
+    with psycopg.connect(runner_db, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE ROLE {ro} LOGIN; GRANT USAGE ON SCHEMA public TO {ro};"
+            f" GRANT SELECT ON jobs, executions, cross_region_executions, region_results,"
+            f" cross_region_analyses TO {ro};"
+            f" CREATE ROLE {rw} LOGIN; GRANT USAGE ON SCHEMA public TO {rw};"
+            f" GRANT SELECT ON jobs, executions TO {rw};"
+            f" GRANT SELECT, INSERT, DELETE ON cross_region_executions, region_results,"
+            f" cross_region_analyses TO {rw};".encode()
+        )
+    as_ro = runner_db.replace("postgres@", f"{ro}@")
+    as_rw = runner_db.replace("postgres@", f"{rw}@")
+
+    code, out, err = run(capsys, "plan", "--database-url", as_ro, "--json")
+    assert code == 0, err
+    assert {row["outcome"] for row in json_lines(out).values()} == {"candidate"}
+    code, out, _err = run(capsys, "apply", "--database-url", as_ro)
+    assert code == 1  # the read-only role cannot write: every job fails, none half-written
+    assert "permission denied" in out
+    assert counts(runner_db)["cross_region_executions"] == 0
+
+    assert run(capsys, "apply", "--database-url", as_rw)[0] == 0
+    assert runner_read(runner_db, "a")[0] == 200
+    assert run(capsys, "undo", "--all", "--database-url", as_rw)[0] == 0
+    assert counts(runner_db)["cross_region_executions"] == 0
+
+    with psycopg.connect(runner_db, autocommit=True) as conn:
+        conn.execute(sql.SQL("REVOKE SELECT ON region_results FROM {}").format(sql.Identifier(ro)))
+    code, _out, err = run(capsys, "plan", "--database-url", as_ro)
+    assert code == 2  # information_schema hides what the role may not read
+    assert "missing table region_results" in err
