@@ -7,6 +7,7 @@ shape of stored JSON makes the planner raise.
 
 from __future__ import annotations
 
+import io
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from adapter.backfill import JobReport, RunSummary
+from adapter.commands.backfill_cli import Progress
 from adapter.jobs.analysis import ExecutionRow
 from adapter.jobs.backfill import (
     Candidate,
@@ -229,3 +232,22 @@ def test_no_stored_shape_makes_the_planner_raise(
     if isinstance(verdict, Candidate):
         assert verdict.plan.execution.total_regions >= 2
         assert sum(1 for r in verdict.plan.regions if r.status == "success") >= 2
+
+
+def test_progress_line_shows_rate_and_eta() -> None:
+    stream = io.StringIO()
+    progress = Progress(total=4, stream=stream)
+    summary = RunSummary()
+    for name in ("a", "b"):
+        report = JobReport(name, "written")
+        summary.record(report)
+        progress.update(report, summary)
+    progress.last_draw = 0.0
+    progress.update(JobReport("b", "written"), summary)
+    progress.finish()
+    line = stream.getvalue().rstrip("\n").rsplit("\r", 1)[-1]
+    assert "2/4" in line
+    assert " 50.0%" in line
+    assert "jobs/s" in line
+    assert "ETA" in line
+    assert "written 2" in line

@@ -46,6 +46,8 @@ async def test_backfilled_job_answers_200_with_summary_source(
     client = await _runner_with_standard_job(aiohttp_client, db, "old-job")
     assert (await client.get("/api/v2/jobs/old-job/bias-analysis")).status == 404
 
+    code, out = _backfill(capsys, db, "plan", "--json", "--since", "2100-01-01")
+    assert (code, out) == (0, "")
     code, out = _backfill(capsys, db, "plan", "--json")
     assert code == 0
     assert orjson.loads(out.splitlines()[0])["outcome"] == "candidate"

@@ -15,7 +15,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -57,12 +57,14 @@ def _json(text: str | None) -> object:
 
 
 def _time(text: str | None) -> datetime | None:
+    """RFC 3339 UTC text as an aware datetime (naive text is UTC too)."""
     if not text:
         return None
     try:
-        return datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(text)
     except ValueError:
         return None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class SqliteRunnerDatabase:
@@ -98,7 +100,9 @@ class SqliteRunnerDatabase:
             if selection.jobs and row[1] not in selection.jobs:
                 continue
             created = _time(row[3])
-            if selection.since is not None and (created is None or created < selection.since):
+            if selection.since is not None and (
+                created is None or created.replace(tzinfo=None) < selection.since
+            ):
                 continue
             if multi_region_only and not _maybe_multi_region(row[4]):
                 continue
