@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final, Protocol
 
@@ -23,7 +23,6 @@ from adapter.jobs.backfill import (
     JobHistory,
     NotCandidate,
     Reason,
-    Verdict,
     WritePlan,
     classify,
 )
@@ -113,10 +112,9 @@ class JobReport:
             out["reason"] = self.reason
         if self.detail:
             out["detail"] = self.detail
-        if self.plan is not None:
-            out["would_write" if self.outcome == OUTCOME_CANDIDATE else "wrote"] = (
-                self.plan.describe()
-            )
+        key = {OUTCOME_CANDIDATE: "would_write", OUTCOME_WRITTEN: "wrote"}.get(self.outcome)
+        if self.plan is not None and key is not None:
+            out[key] = self.plan.describe()
         return out
 
 
@@ -153,37 +151,17 @@ class RunSummary:
         }
 
 
-def _report(history: JobHistory, verdict: Verdict) -> JobReport:
-    if isinstance(verdict, Candidate):
-        return JobReport(
-            history.jobspec_id,
-            OUTCOME_CANDIDATE,
-            plan=verdict.plan,
-            status=history.status,
-            created_at=history.created_at,
-        )
-    return JobReport(
-        history.jobspec_id,
-        OUTCOME_SKIPPED,
-        reason=verdict.reason.value,
-        detail=verdict.detail,
-        status=history.status,
-        created_at=history.created_at,
-    )
-
-
 def _classify(history: JobHistory) -> JobReport:
+    base = JobReport(history.jobspec_id, "", status=history.status, created_at=history.created_at)
     try:
-        return _report(history, classify(history))
+        verdict = classify(history)
     except Exception as exc:  # odd data in one job must not stop the run
-        return JobReport(
-            history.jobspec_id,
-            OUTCOME_FAILED,
-            reason="analysis_error",
-            detail=f"{type(exc).__name__}: {exc}",
-            status=history.status,
-            created_at=history.created_at,
-        )
+        detail = f"{type(exc).__name__}: {exc}"
+        return replace(base, outcome=OUTCOME_FAILED, reason="analysis_error", detail=detail)
+    if isinstance(verdict, Candidate):
+        return replace(base, outcome=OUTCOME_CANDIDATE, plan=verdict.plan)
+    reason = verdict.reason.value
+    return replace(base, outcome=OUTCOME_SKIPPED, reason=reason, detail=verdict.detail)
 
 
 def plan_jobs(
@@ -210,29 +188,11 @@ def apply_one(db: RunnerDatabase, report: JobReport) -> JobReport:
     try:
         outcome = db.write(report.plan)
     except DatabaseError as exc:
-        return JobReport(
-            report.jobspec_id,
-            OUTCOME_FAILED,
-            reason="write_error",
-            detail=str(exc),
-            status=report.status,
-            created_at=report.created_at,
-        )
+        failed = replace(report, outcome=OUTCOME_FAILED, reason="write_error", plan=None)
+        return replace(failed, detail=str(exc))
     if outcome.written:
-        return JobReport(
-            report.jobspec_id,
-            OUTCOME_WRITTEN,
-            plan=report.plan,
-            status=report.status,
-            created_at=report.created_at,
-        )
-    return JobReport(
-        report.jobspec_id,
-        OUTCOME_SKIPPED,
-        reason=outcome.reason,
-        status=report.status,
-        created_at=report.created_at,
-    )
+        return replace(report, outcome=OUTCOME_WRITTEN)
+    return replace(report, outcome=OUTCOME_SKIPPED, reason=outcome.reason, plan=None)
 
 
 ProgressHook = Callable[[JobReport, RunSummary], None]
