@@ -62,8 +62,9 @@ def run_command(url: str, what: str, *argv: str) -> Run:
     )
     assert proc.stdout is not None
     assert proc.stderr is not None
-    lines = sum(1 for _ in proc.stdout)
-    err = proc.stderr.read()
+    with proc.stdout, proc.stderr:
+        lines = sum(1 for _ in proc.stdout)
+        err = proc.stderr.read()
     _pid, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
