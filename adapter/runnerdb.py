@@ -12,10 +12,12 @@ The schema is probed first (``information_schema``) and never altered.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+import queue
+import threading
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar, cast
 
 import orjson
 import psycopg
@@ -31,8 +33,10 @@ from adapter.jobs.backfill import (
 
 DEFAULT_CONNECT_TIMEOUT_S: Final = 10
 DEFAULT_STATEMENT_TIMEOUT_S: Final = 60.0
-# Rows fetched per round trip from the server-side cursor.
+# Rows fetched per round trip from the server-side cursor, and how many jobs may wait
+# read-ahead for the analysis.
 STREAM_BATCH: Final = 200
+PREFETCH_JOBS: Final = 400
 UNDO_BATCH: Final = 1000
 APPLICATION_NAME: Final = "beacon-adapter-backfill"
 
@@ -98,6 +102,8 @@ REQUIRED_COLUMNS: Final[Mapping[str, tuple[str, ...]]] = {
         "updated_at",
     ),
 }
+
+_T = TypeVar("_T")
 
 _PROBE_SQL: Final = """
 SELECT table_name, column_name FROM information_schema.columns
@@ -463,6 +469,59 @@ def translated_errors() -> Iterator[None]:
         raise DatabaseError(_safe(exc)) from None
 
 
+_DONE: Final = object()
+
+
+def prefetched(source: Iterator[_T], size: int) -> Generator[_T, None, None]:
+    """``source`` read ahead by a thread into a bounded queue (memory stays bounded).
+
+    The database round trips of the next batch overlap the analysis of the current one.
+    The thread alone touches ``source`` (and so the reading connection) until it ends;
+    closing this generator early stops it and waits for it, so the connection is free
+    again when this returns. Errors in the thread re-raise here.
+    """
+    items: queue.Queue[object] = queue.Queue(maxsize=size)
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            for item in source:
+                while not stop.is_set():
+                    try:
+                        items.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+            outcome: object = _DONE
+        except BaseException as exc:  # handed to the consumer
+            outcome = exc
+        finally:
+            if isinstance(source, Generator):
+                source.close()
+        while not stop.is_set():
+            try:
+                items.put(outcome, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    thread = threading.Thread(target=pump, name="backfill-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield cast(_T, item)
+    finally:
+        stop.set()
+        thread.join()
+
+
 class PostgresRunnerDatabase:
     """The runner's PostgreSQL: one connection streams, another writes (one commit per job)."""
 
@@ -490,10 +549,9 @@ class PostgresRunnerDatabase:
             return count_jobs(self._reader, selection)
 
     def histories(self, selection: Selection, *, multi_region_only: bool) -> Iterator[JobHistory]:
+        stream = stream_histories(self._reader, selection, multi_region_only=multi_region_only)
         with translated_errors():
-            yield from stream_histories(
-                self._reader, selection, multi_region_only=multi_region_only
-            )
+            yield from prefetched(stream, PREFETCH_JOBS)
 
     def write(self, plan: WritePlan) -> WriteOutcome:
         if self._writer is None or self._writer.closed:

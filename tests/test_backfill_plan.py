@@ -8,7 +8,9 @@ shape of stored JSON makes the planner raise.
 from __future__ import annotations
 
 import io
+import itertools
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,6 +30,7 @@ from adapter.jobs.backfill import (
     execution_id_for,
     region_id_for,
 )
+from adapter.runnerdb import prefetched
 
 T0 = datetime(2025, 10, 1, 12, 0)
 SPEC: dict[str, Any] = {
@@ -251,3 +254,31 @@ def test_progress_line_shows_rate_and_eta() -> None:
     assert "jobs/s" in line
     assert "ETA" in line
     assert "written 2" in line
+
+
+def test_prefetch_keeps_order_and_passes_errors() -> None:
+    assert list(prefetched(iter(range(1000)), 7)) == list(range(1000))
+
+    def failing() -> Iterator[int]:
+        yield 1
+        raise ValueError("boom")
+
+    stream = prefetched(failing(), 3)
+    assert next(stream) == 1
+    with pytest.raises(ValueError, match="boom"):
+        next(stream)
+
+
+def test_prefetch_stops_its_source_when_closed_early() -> None:
+    closed: list[bool] = []
+
+    def endless() -> Iterator[int]:
+        try:
+            yield from itertools.count()
+        finally:
+            closed.append(True)
+
+    stream = prefetched(endless(), 5)
+    assert [next(stream) for _ in range(3)] == [0, 1, 2]
+    stream.close()  # joins the reading thread
+    assert closed == [True]
