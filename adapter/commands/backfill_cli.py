@@ -35,6 +35,7 @@ from adapter.backfill import (
     open_database,
     plan_jobs,
 )
+from adapter.jobs.backfill import WritePlan
 from adapter.log import configure_logging
 from adapter.metrics import backfill_jobs_counter
 from adapter.runnerdb import (
@@ -109,15 +110,28 @@ class Progress:
         self.stream.flush()
 
 
+def _writes(plan: WritePlan) -> str:
+    """The execution row, the region rows and the analysis figures, on one line."""
+    execution, analysis = plan.execution, plan.analysis
+    regions = " ".join(
+        f"{r.region}:{'ok' if r.status == 'success' else r.status}" for r in plan.regions
+    )
+    risk = analysis.summary.split("\n", 1)[0].strip("*").removeprefix("Risk Level: ")
+    return (
+        f"{execution.status}; {regions}; bias {analysis.bias_variance}"
+        f" censorship {analysis.censorship_rate} consistency {analysis.factual_consistency}"
+        f" divergence {analysis.narrative_divergence}; {len(analysis.key_differences)}"
+        f" difference(s); {risk}"
+    )
+
+
 def _table_row(report: JobReport) -> str:
     created = "" if report.created_at is None else report.created_at.strftime("%Y-%m-%d %H:%M")
     if report.plan is not None:
         execution = report.plan.execution
         verdict = "candidate" if report.outcome == OUTCOME_CANDIDATE else report.outcome
         regions = f"{execution.success_count}/{execution.total_regions}"
-        risk = report.plan.describe()["analysis"]
-        assert isinstance(risk, dict)
-        what = f"{execution.status}; {risk['risk_level']}"
+        what = _writes(report.plan)
     else:
         verdict = report.reason or report.outcome
         regions = ""

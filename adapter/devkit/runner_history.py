@@ -63,9 +63,12 @@ _WORDS: Final = [
 
 
 def response_for(job: str, region: str, model: str, question: str) -> str:
-    """A deterministic answer whose words vary by region, so analyses have differences."""
-    seed = hashlib.sha256(f"{job}|{region}|{model}|{question}".encode()).digest()
-    words = [_WORDS[b % len(_WORDS)] for b in seed[:24]]
+    """A deterministic answer: a part every region shares (per question and model) and a
+    few words that vary by region, so analyses find real but moderate differences."""
+    shared = hashlib.sha256(f"{job}|{model}|{question}".encode()).digest()
+    own = hashlib.sha256(f"{job}|{region}|{model}|{question}".encode()).digest()
+    words = [_WORDS[b % len(_WORDS)] for b in shared[:18]]
+    words += [_WORDS[b % len(_WORDS)] for b in own[:6]]
     return f"Regarding {question.replace('_', ' ')}: " + " ".join(words) + "."
 
 
