@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+import hmac
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import quote
@@ -20,10 +21,22 @@ from aiohttp import web
 from multidict import CIMultiDict
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from adapter.backfill import (
+    OUTCOME_CANDIDATE,
+    OUTCOME_FAILED,
+    OUTCOME_WRITTEN,
+    RunnerDatabase,
+    SchemaBlocked,
+    backfill_job,
+    ensure_schema,
+    job_status,
+    open_database,
+)
 from adapter.http.errors import UpstreamError, classify_upstream_failure, upstream_error_answer
 from adapter.http.proxy import CONFIG, METRICS, UPSTREAM, UpstreamClient, new_request_id
 from adapter.jobs.workflow import RunnerAnswer, Workflow, classify, needs_job_lookup
 from adapter.log import get_logger
+from adapter.runnerdb import DatabaseError, Timeouts
 from adapter.submission import rewrite_status
 
 DEFAULT_PROBE_INTERVAL: Final = 5.0
@@ -172,6 +185,94 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
+# -- Bias-analysis backfill (docs/runner-contract.md §B7; the same code as `backfill apply`) --
+
+# Margin over the database's own timeouts before the endpoint gives up on the worker thread.
+_DB_GRACE_S: Final = 2.0
+
+
+def _authorised(request: web.Request, token: str | None) -> bool:
+    """``Authorization: Bearer <ADAPTER_ADMIN_TOKEN>``, compared in constant time."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if token is None or scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+async def _with_database(
+    request: web.Request, action: str, work: Callable[[RunnerDatabase], dict[str, object]]
+) -> web.Response:
+    """Auth, then ``work`` on a fresh connection in a thread, bounded by the timeouts."""
+    config = request.app[PROXY_APP][CONFIG]
+    if not _authorised(request, config.admin_token):
+        return web.json_response(
+            {"error": "unauthorized", "reason": "needs Authorization: Bearer <admin token>"},
+            status=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if config.database_url is None:
+        reason = "ADAPTER_DATABASE_URL is not set"
+        return web.json_response({"error": "database_unavailable", "reason": reason}, status=503)
+    url, limit = config.database_url, config.database_timeout
+    timeouts = Timeouts(connect=limit, statement=limit)
+
+    def run() -> dict[str, object]:
+        db = open_database(url, timeouts, read_only=action == "can_analyze")
+        try:
+            ensure_schema(db)
+            return work(db)
+        finally:
+            db.close()
+
+    try:
+        body = await asyncio.wait_for(asyncio.to_thread(run), timeout=3 * limit + _DB_GRACE_S)
+    except SchemaBlocked as exc:
+        reason = "; ".join(b.message for b in exc.blockers)
+        return web.json_response({"error": "schema_blocked", "reason": reason}, status=503)
+    except (DatabaseError, TimeoutError) as exc:
+        reason = str(exc) or f"no answer within {3 * limit + _DB_GRACE_S:g}s"
+        _log.warning("backfill_database_unavailable", action=action, reason=reason)
+        return web.json_response({"error": "database_unavailable", "reason": reason}, status=503)
+    status = body.pop("http_status", 200)
+    assert isinstance(status, int)
+    metrics = request.app[PROXY_APP][METRICS]
+    metrics.backfill_jobs.labels(
+        action, str(body.get("outcome", "")), str(body.get("reason", ""))
+    ).inc()
+    return web.json_response(body, status=status)
+
+
+async def can_analyze(request: web.Request) -> web.Response:
+    """``GET /admin/jobs/{id}/can-analyze``: cross-region row, analysis, candidate or why not."""
+    job_id = request.match_info["job_id"]
+
+    def work(db: RunnerDatabase) -> dict[str, object]:
+        body = job_status(db, job_id)
+        body["outcome"] = "candidate" if body["candidate"] else "skipped"
+        body["http_status"] = 200 if body["found"] else 404
+        return body
+
+    return await _with_database(request, "can_analyze", work)
+
+
+async def backfill_analysis(request: web.Request) -> web.Response:
+    """``POST /admin/jobs/{id}/backfill-analysis[?dry_run=true]``: ``backfill apply --job ID``."""
+    job_id = request.match_info["job_id"]
+    dry_run = request.query.get("dry_run", "").lower() in ("1", "true", "yes")
+
+    def work(db: RunnerDatabase) -> dict[str, object]:
+        report = backfill_job(db, job_id, dry_run=dry_run)
+        body: dict[str, object] = {**report.to_json(), "dry_run": dry_run}
+        body["http_status"] = {
+            OUTCOME_WRITTEN: 200,
+            OUTCOME_CANDIDATE: 200,
+            OUTCOME_FAILED: 503,
+        }.get(report.outcome, 404 if report.reason == "not_found" else 409)
+        return body
+
+    return await _with_database(request, "dry_run" if dry_run else "apply", work)
+
+
 def create_admin_app(
     proxy_app: web.Application,
     *,
@@ -190,6 +291,8 @@ def create_admin_app(
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/admin/jobs/{job_id}/workflow", job_workflow)
     app.router.add_get("/admin/rewrite", rewrite_status_view)
+    app.router.add_get("/admin/jobs/{job_id}/can-analyze", can_analyze)
+    app.router.add_post("/admin/jobs/{job_id}/backfill-analysis", backfill_analysis)
     app.router.add_routes(list(extra_routes))
     app.cleanup_ctx.append(_probe_ctx)
     return app

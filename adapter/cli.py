@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "adapter.server",
     "adapter.commands.crypto_cli",
     "adapter.commands.rollout_cli",
+    "adapter.commands.backfill_cli",
     "adapter.devkit.reference_runner.cli",
     "adapter.devkit.demo",
 )

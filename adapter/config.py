@@ -54,6 +54,9 @@ DEFAULT_CLIENT_IDLE_TIMEOUT: Final = 75.0
 DEFAULT_TRUSTED_PROXY_HOPS: Final = 0
 DEFAULT_LOG_LEVEL: Final = "info"
 DEFAULT_LOG_FORMAT: Final = "json"
+# Connect and statement timeout of the admin endpoints' database calls.
+DEFAULT_DATABASE_TIMEOUT: Final = 5.0
+MIN_ADMIN_TOKEN_LENGTH: Final = 16
 # A rewrite reads the whole body into memory; past this, pass-through is the only sane answer.
 MAX_REWRITE_BYTES_LIMIT: Final = 64 * 1_048_576
 
@@ -185,6 +188,11 @@ def parse_upstream_url(name: str, raw: str) -> URL:
     return url.with_path("")
 
 
+def secret() -> dict[str, object]:
+    """Field metadata that hides a value in ``Config.redacted()``."""
+    return {"secret": True}
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """Effective settings of one adapter process (see README, "Running in front of a runner")."""
@@ -207,6 +215,10 @@ class Config:
     rewrite: RewriteSettings = field(default_factory=RewriteSettings)
     guard: GuardSettings = field(default_factory=GuardSettings)
     replay: ReplaySettings = field(default_factory=ReplaySettings)
+    # Bias-analysis backfill admin endpoints (docs/runbook.md): both secrets stay redacted.
+    admin_token: str | None = field(default=None, metadata=secret())
+    database_url: str | None = field(default=None, metadata=secret())
+    database_timeout: float = DEFAULT_DATABASE_TIMEOUT
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -255,6 +267,13 @@ class Config:
             rewrite=rewrite_settings_from_env(env),
             guard=guard_settings_from_env(env),
             replay=replay_settings_from_env(env),
+            admin_token=read("ADAPTER_ADMIN_TOKEN", _parse_admin_token, None),
+            database_url=read("ADAPTER_DATABASE_URL", _parse_database_url, None),
+            database_timeout=read(
+                "ADAPTER_DATABASE_TIMEOUT",
+                lambda n, r: parse_seconds(n, r, maximum=300),
+                DEFAULT_DATABASE_TIMEOUT,
+            ),
         )
         if config.port == config.admin_port:
             raise ConfigError(
@@ -405,6 +424,21 @@ def _parse_rate(name: str, raw: str) -> float:
     if not 0 < value <= 1:
         raise ConfigError(name, raw, "expected a number above 0 and at most 1")
     return value
+
+
+def _parse_admin_token(name: str, raw: str) -> str:
+    if len(raw) < MIN_ADMIN_TOKEN_LENGTH:
+        reason = f"expected at least {MIN_ADMIN_TOKEN_LENGTH} characters"
+        raise ConfigError(name, raw, reason, secret=True)
+    return raw
+
+
+def _parse_database_url(name: str, raw: str) -> str:
+    if not raw.startswith(("postgresql://", "postgres://", "sqlite:///")):
+        # Never echo it: the URL may hold a password.
+        reason = "expected a postgresql:// URL (or sqlite:///PATH for the demo)"
+        raise ConfigError(name, raw, reason, secret=True)
+    return raw
 
 
 def _load_trusted_keys(name: str, raw: str) -> TrustedKeys:

@@ -62,6 +62,7 @@ class Metrics:
     rewrite_guard_failures: Counter
     cross_region_rejections: Counter
     replay_checks: Counter
+    backfill_jobs: Counter
     # Labelled children per (method, route, code): ``labels()`` validates and locks on
     # every call, a dict hit does not. Bounded by the closed label sets.
     _request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = field(
@@ -171,6 +172,7 @@ class Metrics:
                 ("result",),
                 registry=registry,
             ),
+            backfill_jobs=backfill_jobs_counter(registry),
         )
         for kind in UPSTREAM_ERROR_KINDS:
             metrics.upstream_errors.labels(kind=kind)
@@ -219,9 +221,22 @@ CROSS_REGION_REJECTIONS: Final = (
 REPLAY_CHECK_RESULTS: Final = ("claimed", "replayed", "unavailable", "released", "release_failed")
 
 
+def backfill_jobs_counter(registry: CollectorRegistry) -> Counter:
+    """Jobs handled by the bias-analysis backfill (admin endpoints here; the CLI writes the
+    same series to a textfile): action, outcome, and the skip reason (a closed set)."""
+    return Counter(
+        "adapter_backfill_jobs",
+        "Bias-analysis backfill jobs by action (plan, apply, dry_run), outcome (written, "
+        "candidate, skipped, failed) and skip reason.",
+        ("action", "outcome", "reason"),
+        registry=registry,
+    )
+
+
 __all__ = (
     "DURATION_BUCKETS",
     "UPSTREAM_ERROR_KINDS",
     "Metrics",
+    "backfill_jobs_counter",
     "method_label",
 )

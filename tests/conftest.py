@@ -42,6 +42,9 @@ settings.register_profile(
 )
 settings.load_profile("adapter")
 
+# Fixtures in their own modules: a throwaway PostgreSQL cluster (tests/postgres.py).
+pytest_plugins = ("tests.postgres",)
+
 VECTORS_DIR = Path(__file__).parent / "vectors"
 # The project's shared folder sits beside the checkout (../shared); CI lays it there too.
 SHARED_VECTORS_DIR = Path(__file__).resolve().parents[2] / "shared" / "vectors"

@@ -58,6 +58,8 @@ SQL) read what a run left behind.
 
 from __future__ import annotations
 
+# Imported for its effect: adapter.backfill can then open ``sqlite:///`` reference-runner files.
+from adapter.devkit.reference_runner import backfill_store as backfill_store
 from adapter.devkit.reference_runner.app import (
     COUNTERS,
     FAULTS,

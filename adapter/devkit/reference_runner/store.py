@@ -95,7 +95,8 @@ CREATE TABLE IF NOT EXISTS cross_region_analyses (
     summary TEXT,
     recommendation TEXT,
     created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    summary_source TEXT
 );
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -183,6 +184,7 @@ class AnalysisRow:
     recommendation: str | None
     created_at: str
     updated_at: str
+    summary_source: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The record as the runner marshals it (pointer fields and empty slices omitted)."""
@@ -198,6 +200,7 @@ class AnalysisRow:
             "factual_consistency": self.factual_consistency,
             "narrative_divergence": self.narrative_divergence,
             "summary": self.summary,
+            "summary_source": self.summary_source,
             "recommendation": self.recommendation,
         }
         record.update({key: value for key, value in optional.items() if value is not None})
@@ -227,6 +230,12 @@ class ReferenceStore:
         with self._lock:
             self._db.execute("PRAGMA foreign_keys = ON")
             self._db.executescript(SCHEMA)
+            # Files from before summary_source existed here (the runner's SELECT needs it).
+            columns = {
+                row[1] for row in self._db.execute("PRAGMA table_info(cross_region_analyses)")
+            }
+            if "summary_source" not in columns:
+                self._db.execute("ALTER TABLE cross_region_analyses ADD COLUMN summary_source TEXT")
 
     def close(self) -> None:
         """Close the connection; the file (if any) keeps the data for inspection."""
@@ -495,7 +504,7 @@ class ReferenceStore:
             "INSERT INTO cross_region_analyses (id, cross_region_execution_id, job_id,"
             " bias_variance, censorship_rate, factual_consistency, narrative_divergence,"
             " key_differences, risk_assessment, summary, recommendation, created_at,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " updated_at, summary_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 str(uuid.uuid4()),
                 execution_id,
@@ -510,6 +519,7 @@ class ReferenceStore:
                 analysis.recommendation,
                 now,
                 now,
+                "template",
             ),
         )
 
@@ -519,7 +529,8 @@ class ReferenceStore:
             row = self._db.execute(
                 "SELECT id, cross_region_execution_id, bias_variance, censorship_rate,"
                 " factual_consistency, narrative_divergence, key_differences, risk_assessment,"
-                " summary, recommendation, created_at, updated_at FROM cross_region_analyses"
+                " summary, recommendation, created_at, updated_at, summary_source"
+                " FROM cross_region_analyses"
                 " WHERE cross_region_execution_id = ? ORDER BY created_at DESC, rowid DESC"
                 " LIMIT 1",
                 (execution_id,),
