@@ -83,6 +83,16 @@ def connector_counts(connector: aiohttp.BaseConnector) -> tuple[int, int]:
     return len(connector._acquired), sum(len(idle) for idle in connector._conns.values())
 
 
+@pytest.fixture(autouse=True)
+def _structlog_isolated() -> Iterator[None]:
+    """Each test starts from structlog's defaults and leaves them behind: a test that
+    configures logging (the CLI sets a level, some tests a buffer) must not filter or
+    redirect the log lines a later test captures."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
+
+
 @pytest.fixture(name="log_lines")
 def _log_lines() -> Iterator[io.BytesIO]:
     """Every log line (debug and up) as JSON, into a buffer instead of stdout."""
