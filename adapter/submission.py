@@ -43,6 +43,7 @@ from adapter.http.proxy import (
     upstream_headers,
 )
 from adapter.jobs.guard import Admission, Failure
+from adapter.jobs.replay import describe_redis_url
 from adapter.jobs.rewrite import (
     CROSS_REGION_PATH,
     Decision,
@@ -429,9 +430,7 @@ def rewrite_status(app: web.Application) -> dict[str, object]:
         "guard": app[REWRITE_GUARD].snapshot(),
         "replay_check": {
             "active": settings.trust_enforce and REPLAY_STORE in app,
-            "redis": None
-            if replay.redis_url is None
-            else str(replay.redis_url.with_user(None).with_password(None)),
+            "redis": describe_redis_url(replay.redis_url),
             "ttl_seconds": replay.ttl_seconds,
             "timeout_seconds": replay.timeout_seconds,
         },
