@@ -51,6 +51,7 @@ from adapter.jobs.rewrite import (
     RewriteSettings,
     Verdict,
     decide as decide_rewrite,
+    describe_trusted_keys,
     is_json_media_type,
     rejection_label,
 )
@@ -418,9 +419,7 @@ def rewrite_status(app: web.Application) -> dict[str, object]:
             "max_body_bytes": settings.max_body_bytes,
         },
         "trust_enforce": settings.trust_enforce,
-        "trusted_keys": None
-        if settings.trusted_keys is None
-        else {"path": settings.trusted_keys.path, "keys": len(settings.trusted_keys.by_public_key)},
+        "trusted_keys": describe_trusted_keys(settings.trusted_keys),
         "signer": None
         if service_key is None
         else {
