@@ -111,6 +111,15 @@ def connector_counts(connector: aiohttp.BaseConnector) -> tuple[int, int]:
     return len(connector._acquired), sum(len(idle) for idle in connector._conns.values())
 
 
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """structlog's configuration is global: a test that configures it (``log_lines``, the
+    ``backfill`` command or the demo run in-process) must not leave its level or sink to
+    the next test, whose ``capture_logs`` would then miss events."""
+    yield
+    structlog.reset_defaults()
+
+
 @pytest.fixture(name="log_lines")
 def _log_lines() -> Iterator[io.BytesIO]:
     """Every log line (debug and up) as JSON, into a buffer instead of stdout."""
