@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any, Final
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from adapter import __version__
 from adapter.admin import PROXY_APP, READINESS, Readiness, create_admin_app
-from adapter.config import DEFAULT_CLIENT_IDLE_TIMEOUT, Config
+from adapter.config import Config
 from adapter.http.aiohttp_seams import ServerWrappingRunner
 from adapter.http.errors import ADAPTER_ERROR_ANSWER, CLIENT_TIMEOUT_ANSWER, UpstreamError
 from adapter.http.forwarding import X_REQUEST_ID, ClientIpPolicy, accept_request_id
@@ -55,8 +55,6 @@ from adapter.metrics import Metrics
 from adapter.replay_store import replay_store_ctx
 from adapter.rewrite_guard import REWRITE_GUARD, RewriteGuard
 from adapter.submission import handle_jobs_submit
-
-CLIENT_IDLE_TIMEOUT: Final = DEFAULT_CLIENT_IDLE_TIMEOUT
 
 _log = get_logger("adapter.app")
 
@@ -244,7 +242,6 @@ def make_admin_runner(admin_app: web.Application) -> web.AppRunner:
 
 
 __all__ = (
-    "CLIENT_IDLE_TIMEOUT",
     "ProxyRunner",
     "create_admin_app",
     "create_app",

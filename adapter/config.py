@@ -336,7 +336,11 @@ def guard_settings_from_env(env: Mapping[str, str]) -> GuardSettings:
     """The rewrite guard (circuit breaker); ADAPTER_GUARD_ENABLED=false turns it off."""
     read = partial(read_env, env)
     defaults = GuardSettings()
-    window_size = read("ADAPTER_GUARD_WINDOW_SIZE", lambda n, r: parse_int_range(n, r, 1, 1000), 20)
+    window_size = read(
+        "ADAPTER_GUARD_WINDOW_SIZE",
+        lambda n, r: parse_int_range(n, r, 1, 1000),
+        defaults.window_size,
+    )
     min_samples = read(
         "ADAPTER_GUARD_MIN_SAMPLES",
         lambda n, r: parse_int_range(n, r, 1, window_size),

@@ -43,6 +43,7 @@ from adapter.http.proxy import (
     upstream_headers,
 )
 from adapter.jobs.guard import Admission, Failure
+from adapter.jobs.replay import describe_redis_url
 from adapter.jobs.rewrite import (
     CROSS_REGION_PATH,
     Decision,
@@ -50,6 +51,7 @@ from adapter.jobs.rewrite import (
     RewriteSettings,
     Verdict,
     decide as decide_rewrite,
+    describe_trusted_keys,
     is_json_media_type,
     rejection_label,
 )
@@ -417,9 +419,7 @@ def rewrite_status(app: web.Application) -> dict[str, object]:
             "max_body_bytes": settings.max_body_bytes,
         },
         "trust_enforce": settings.trust_enforce,
-        "trusted_keys": None
-        if settings.trusted_keys is None
-        else {"path": settings.trusted_keys.path, "keys": len(settings.trusted_keys.by_public_key)},
+        "trusted_keys": describe_trusted_keys(settings.trusted_keys),
         "signer": None
         if service_key is None
         else {
@@ -429,9 +429,7 @@ def rewrite_status(app: web.Application) -> dict[str, object]:
         "guard": app[REWRITE_GUARD].snapshot(),
         "replay_check": {
             "active": settings.trust_enforce and REPLAY_STORE in app,
-            "redis": None
-            if replay.redis_url is None
-            else str(replay.redis_url.with_user(None).with_password(None)),
+            "redis": describe_redis_url(replay.redis_url),
             "ttl_seconds": replay.ttl_seconds,
             "timeout_seconds": replay.timeout_seconds,
         },

@@ -12,7 +12,7 @@ operator runs it, and polls each child's peak RSS (VmHWM) from /proc:
 * ``apply`` on all of them: jobs written per second;
 * ``undo --all``.
 
-Targets (issue): plan under 30 s, apply at least 100 jobs/s, memory flat. The report goes
+Targets: plan under 30 s, apply at least 100 jobs/s, memory flat. The report goes
 to ``bench/results/backfill.md`` (``--out`` to change).
 """
 

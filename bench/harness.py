@@ -1,8 +1,8 @@
 """Process orchestration for the bench: start the servers, pin them, run the rounds.
 
 Every server is a child process on a free 127.0.0.1 port. On a machine with two or more
-CPUs the upstream and the proxy under test share the first CPU (the arrangement the issue
-asks for: the proxy competes with its upstream) and the load generator, this process
+CPUs the upstream and the proxy under test share the first CPU (on purpose: the proxy
+competes with its upstream, as on a shared machine) and the load generator, this process
 included, gets the remaining ones. Pinning happens in the child before ``exec`` so every
 thread and worker the server later creates inherits it. CPU time comes from
 ``/proc/<pid>/stat`` (utime+stime over the process tree), memory from ``/proc/<pid>/status``.

@@ -3,7 +3,7 @@
 Pure: values in, text out. Each (target, scenario, concurrency) cell is summarised over
 its rounds by the median (req/s, p50, p99, CPU per request) with the req/s range next to
 it, so one noisy round shows up instead of hiding in an average. Targets that could not
-run keep a row that says why. The issue-6 targets are checked here so the verdict and the
+run keep a row that says why. The performance targets are checked here so the verdict and the
 numbers always come from the same data.
 """
 
@@ -199,7 +199,7 @@ def _p50(cell: Cell) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """One issue-6 target: what was measured against what bound, and whether it holds."""
+    """One performance target: what was measured against what bound, and whether it holds."""
 
     target: str
     measured: str
@@ -222,7 +222,7 @@ def _judge(pairs: Sequence[tuple[str, float]], bound: float, unit: str) -> tuple
 def verdicts(
     cells: Sequence[Cell], streams: Sequence[StreamResult], concurrencies: Sequence[int]
 ) -> list[Verdict]:
-    """Check the four issue-6 targets against the measurements."""
+    """Check the four performance targets against the measurements."""
     index = _Index(cells)
     out = []
 

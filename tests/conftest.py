@@ -8,11 +8,12 @@ import dataclasses
 import gzip
 import io
 import json
+import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 import orjson
@@ -42,8 +43,9 @@ settings.register_profile(
 )
 settings.load_profile("adapter")
 
-# Fixtures in their own modules: a throwaway PostgreSQL cluster (tests/postgres.py).
-pytest_plugins = ("tests.postgres",)
+# Fixtures in their own modules: a throwaway PostgreSQL cluster (tests/postgres.py) and a
+# throwaway redis-server (tests/redis_server.py).
+pytest_plugins = ("tests.postgres", "tests.redis_server")
 
 VECTORS_DIR = Path(__file__).parent / "vectors"
 # The project's shared folder sits beside the checkout (../shared); CI lays it there too.
@@ -71,6 +73,32 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def server_unavailable(reason: str) -> NoReturn:
+    """A throwaway server a test needs (PostgreSQL, Redis) cannot start: skip, except under
+    ``CI=true``, where ``.ci/run`` installs the servers and the test must fail instead."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@contextlib.asynccontextmanager
+async def silent_server() -> AsyncIterator[int]:
+    """A port that accepts TCP connections and never answers (a stuck database or Redis)."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
 
 
 def connector_counts(connector: aiohttp.BaseConnector) -> tuple[int, int]:

@@ -7,7 +7,6 @@ fail: CI installs the binaries (.ci/run) and must run these tests.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 
@@ -21,6 +20,7 @@ from adapter.devkit.pgcluster import (
     PgCluster,
     running_cluster,
 )
+from tests.conftest import server_unavailable
 
 
 @pytest.fixture(scope="session", name="pg_cluster")
@@ -29,10 +29,7 @@ def _pg_cluster() -> Iterator[PgCluster]:
         with running_cluster() as cluster:
             yield cluster
     except (ClusterUnavailable, psycopg.Error, OSError, subprocess.TimeoutExpired) as exc:
-        reason = f"PostgreSQL 15 test cluster unavailable: {exc}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        server_unavailable(f"PostgreSQL 15 test cluster unavailable: {exc}")
 
 
 @pytest.fixture(name="runner_db")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, server_unavailable
 
 _START_TIMEOUT = 10.0
 
@@ -95,25 +95,18 @@ class RedisServer:
                 await writer.wait_closed()
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"redis-server needed under CI=true: {reason}")
-    pytest.skip(f"{reason} (apt-get install redis-server)")
-
-
 @pytest.fixture(name="redis_server")
 async def _redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
     """A fresh redis-server for one test, stopped at the end."""
     binary = shutil.which("redis-server", path=os.environ.get("PATH", "") + ":/usr/bin:/usr/sbin")
     if binary is None:
-        _unavailable("redis-server is not installed")
-    assert binary is not None
+        server_unavailable("redis-server is not installed (apt-get install redis-server)")
     server = RedisServer(binary, tmp_path)
     try:
         await server.start()
     except (OSError, RuntimeError, TimeoutError) as exc:
         await server.stop()
-        _unavailable(f"redis-server did not start: {exc!r}")
+        server_unavailable(f"redis-server did not start: {exc!r}")
     try:
         yield server
     finally:

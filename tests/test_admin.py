@@ -124,7 +124,7 @@ async def test_metrics_endpoint_serves_app_registry(
     start_admin: AdminFactory,
     http: aiohttp.ClientSession,
 ) -> None:
-    """/metrics is Prometheus text from the app's own registry, with the issue-2 metrics."""
+    """/metrics is Prometheus text from the app's own registry, with the metrics README lists."""
     adapter = await start_adapter(upstream.url)
     admin = await start_admin(adapter.app)
     async with http.get(adapter.url / "api" / "v1" / "jobs"):

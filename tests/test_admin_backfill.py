@@ -9,8 +9,6 @@ writes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +20,7 @@ from yarl import URL
 from adapter.config import Config, ConfigError
 from adapter.devkit import runner_history
 from adapter.jobs.backfill import execution_id_for
-from tests.conftest import AdapterFactory, AdminFactory, free_port
+from tests.conftest import AdapterFactory, AdminFactory, free_port, silent_server
 from tests.test_backfill_db import runner_read
 
 TOKEN = "test-admin-token-0123456789"
@@ -111,28 +109,10 @@ async def test_503_when_the_database_is_down(
     assert "pw-never-shown" not in str(body)
 
 
-@contextlib.asynccontextmanager
-async def _silent_server() -> AsyncIterator[int]:
-    """Accepts TCP connections and never answers: a stuck database."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        for writer in held:
-            writer.close()
-        server.close()
-        await server.wait_closed()
-
-
 async def test_503_when_the_database_never_answers(
     start_adapter: AdapterFactory, start_admin: AdminFactory, http: aiohttp.ClientSession
 ) -> None:
-    async with _silent_server() as port:
+    async with silent_server() as port:  # a stuck database
         url = f"postgresql://backfill@127.0.0.1:{port}/runner"
         admin = await _admin(start_adapter, start_admin, ADAPTER_DATABASE_URL=url)
         status, body = await _call(http, "GET", admin / "admin/jobs/j1/can-analyze", AUTH)

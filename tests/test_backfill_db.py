@@ -429,7 +429,7 @@ def test_undo_needs_jobs_or_all(runner_db: str, capsys: pytest.CaptureFixture[st
     assert "--all" in err
 
 
-# --- the roles of docs/runbook.md §9 ---------------------------------------------------------
+# --- the roles of docs/runbook.md §10 --------------------------------------------------------
 
 
 def test_runbook_roles_plan_read_only_and_apply_read_write(

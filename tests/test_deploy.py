@@ -692,7 +692,7 @@ def test_alerts_have_severity_for_annotations_and_runbook_anchor() -> None:
     ],
 )
 def test_required_alert_exists_and_is_unit_tested(alert: str) -> None:
-    """Each alert the issue asks for is defined and has firing and quiet promtool cases."""
+    """Each alert the runbook documents is defined and has firing and quiet promtool cases."""
     assert alert in {rule["alert"] for rule in alert_rules()}
     cases = [case for case in alert_test_cases() if case["alertname"] == alert]
     assert any(case["exp_alerts"] == "" for case in cases), f"{alert}: no firing case"

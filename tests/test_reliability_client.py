@@ -2,7 +2,7 @@
 
 A client that goes away must not leave the runner waiting: the upstream request is
 aborted too. A client that never finishes its request headers, or sits idle on a
-keep-alive connection, is closed after ``CLIENT_IDLE_TIMEOUT`` (aiohttp's own default
+keep-alive connection, is closed after ``ADAPTER_CLIENT_IDLE_TIMEOUT`` (aiohttp's own default
 keeps it for an hour). A thousand idle connections do not stop the adapter from serving
 others, and its descriptors return to baseline once they close.
 """
@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
-from adapter.app import CLIENT_IDLE_TIMEOUT
+from adapter.config import DEFAULT_CLIENT_IDLE_TIMEOUT
 from adapter.http.proxy import UPSTREAM
 from adapter.http.relay import RelayServer
 from tests.conftest import (
@@ -242,7 +242,7 @@ async def test_default_idle_timeout_replaces_aiohttps_hour(upstream: RecordingUp
     async with served_proxy_runner(upstream.url) as (runner, port):
         server = runner.server
         assert isinstance(server, RelayServer)
-        assert server.context.client_idle_timeout == CLIENT_IDLE_TIMEOUT == 75.0
+        assert server.context.client_idle_timeout == DEFAULT_CLIENT_IDLE_TIMEOUT == 75.0
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         # HTTP/1.0 keep-alive is not the relay's: the connection goes to aiohttp.
         writer.write(b"GET /ok HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")

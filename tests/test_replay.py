@@ -6,7 +6,6 @@ its replay check against the same Redis, and the adapter in front, all on real s
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from datetime import UTC, datetime
@@ -27,12 +26,14 @@ from adapter.jobs.rewrite import Decision, Reason, RewriteSettings, Verdict, dec
 from adapter.jobs.rollout import BUCKETS, RolloutPolicy
 from adapter.jobs.signing import ServiceKey
 from adapter.jobs.trust import TrustedKeys
-from tests.conftest import AdapterFactory, free_port, runner_verifies_other_bytes
-from tests.portal import body, portal_spec, sign
-from tests.redis_server import (
-    RedisServer,
-    _redis_server,  # noqa: F401 - the fixture, registered by import
+from tests.conftest import (
+    AdapterFactory,
+    free_port,
+    runner_verifies_other_bytes,
+    silent_server,
 )
+from tests.portal import body, portal_spec, sign
+from tests.redis_server import RedisServer
 from tests.served_adapter import served_adapter
 from tests.test_submission import (
     JSON_HEADERS,
@@ -276,27 +277,15 @@ async def test_silent_redis_never_hangs_a_submission(
     stack: Stack, http: aiohttp.ClientSession, tmp_path: Path, redis_server: RedisServer
 ) -> None:
     """A Redis address that accepts connections and never answers costs one timeout."""
-    accepted: list[asyncio.StreamWriter] = []
-
-    async def swallow(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        accepted.append(writer)
-
-    silent = await asyncio.start_server(swallow, "127.0.0.1", 0)
-    port = silent.sockets[0].getsockname()[1]
-    env = {
-        **_adapter_env(tmp_path, f"redis://127.0.0.1:{port}/0"),
-        "ADAPTER_REPLAY_TIMEOUT": "0.2",
-    }
-    try:
+    async with silent_server() as port:
+        env = {
+            **_adapter_env(tmp_path, f"redis://127.0.0.1:{port}/0"),
+            "ADAPTER_REPLAY_TIMEOUT": "0.2",
+        }
         _, adapter = await stack(env, **_runner_options(redis_server))
         status, _, decision = await _post(http, adapter, _job("job-s1", "nonce-s1"))
         assert decision.startswith("passthrough; reason=replay_check_unavailable")
         assert status == 202  # the runner's own Redis works: it records the nonce itself
-    finally:
-        for writer in accepted:
-            writer.close()
-        silent.close()
-        await silent.wait_closed()
 
 
 async def test_missing_timestamp_is_left_to_the_runner(

@@ -30,7 +30,7 @@ from adapter.jobs.analysis import (
 # Namespace of every id the backfill writes: uuid5(BACKFILL_NAMESPACE, "<kind>:<job id>...").
 # Never change it: undo and idempotency find the rows by recomputing these ids.
 BACKFILL_NAMESPACE: Final = uuid.UUID("6f1c2d0e-93b4-5c51-a1f4-0b5e2c1d7a10")
-# jobs.status values after which no execution is added any more (§B3 "Job status").
+# jobs.status values after which no execution is added any more (§B2 jobs, §B7.2).
 TERMINAL_STATUSES: Final = frozenset({"completed", "failed", "cancelled"})
 MIN_REGIONS_FOR_ANALYSIS: Final = 2
 

@@ -35,8 +35,9 @@ class MetadataProblem(StrEnum):
     MISSING_TIMESTAMP = "missing_timestamp"
 
 
-def _describe_url(url: URL | None) -> object:
-    # The URL may carry the Redis password: show scheme, host, port and database only.
+def describe_redis_url(url: URL | None) -> str | None:
+    """The Redis address as logs and ``/admin/rewrite`` show it: the URL may carry the
+    password, so only scheme, host, port and database."""
     return None if url is None else str(url.with_user(None).with_password(None))
 
 
@@ -44,7 +45,7 @@ def _describe_url(url: URL | None) -> object:
 class ReplaySettings:
     """``ADAPTER_REPLAY_*``: where the runner's Redis is and how long to wait for it."""
 
-    redis_url: URL | None = field(default=None, metadata={"describe": _describe_url})
+    redis_url: URL | None = field(default=None, metadata={"describe": describe_redis_url})
     ttl_seconds: int = DEFAULT_NONCE_TTL_SECONDS
     timeout_seconds: float = DEFAULT_REPLAY_TIMEOUT_SECONDS
 
@@ -80,6 +81,7 @@ __all__ = (
     "NONCE_KEY_PREFIX",
     "MetadataProblem",
     "ReplaySettings",
+    "describe_redis_url",
     "metadata_problem",
     "nonce_key",
 )

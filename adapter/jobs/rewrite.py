@@ -97,7 +97,8 @@ DEFAULT_MAX_BODY_BYTES: Final = 1_048_576  # the runner's own cap on POST /api/v
 DEFAULT_MIN_SUCCESS_RATE: Final = 0.67
 
 
-def _describe_trusted_keys(keys: TrustedKeys | None) -> object:
+def describe_trusted_keys(keys: TrustedKeys | None) -> dict[str, object] | None:
+    """The trusted keys file as logs and ``/admin/rewrite`` show it: where, and how many."""
     return None if keys is None else {"path": keys.path, "keys": len(keys.by_public_key)}
 
 
@@ -108,7 +109,7 @@ class RewriteSettings:
     policy: RolloutPolicy = field(default_factory=RolloutPolicy)
     service_key: ServiceKey | None = field(default=None, metadata={"secret": True})
     trusted_keys: TrustedKeys | None = field(
-        default=None, metadata={"describe": _describe_trusted_keys}
+        default=None, metadata={"describe": describe_trusted_keys}
     )
     trust_enforce: bool = False
     default_min_success_rate: float = DEFAULT_MIN_SUCCESS_RATE
