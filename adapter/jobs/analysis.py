@@ -691,8 +691,26 @@ def detect_refusal(text: str) -> bool:
     return _has_refusal(go_lower(text))
 
 
+# The runner's list holds phrases that contain others ("i cannot provide" holds "i cannot");
+# any text holding the longer holds the shorter, so only the shortest ones need a scan.
+_REFUSAL_SCANS: Final = tuple(
+    phrase
+    for phrase in _REFUSAL_PHRASES
+    if not any(other != phrase and other in phrase for other in _REFUSAL_PHRASES)
+)
+# Nearly every phrase opens with "i " or "i'"; a text holding neither (most answers) can only
+# hold the others, so it is scanned for those few alone.
+_REFUSAL_OPENINGS: Final = ("i ", "i'")
+_REFUSAL_SCANS_WITHOUT_OPENING: Final = tuple(
+    phrase for phrase in _REFUSAL_SCANS if not phrase.startswith(_REFUSAL_OPENINGS)
+)
+
+
 def _has_refusal(lowered: str) -> bool:
-    return any(phrase in lowered for phrase in _REFUSAL_PHRASES)
+    """Whether any of ``_REFUSAL_PHRASES`` is a substring of ``lowered`` (cheap on most text)."""
+    if any(opening in lowered for opening in _REFUSAL_OPENINGS):
+        return any(phrase in lowered for phrase in _REFUSAL_SCANS)
+    return any(phrase in lowered for phrase in _REFUSAL_SCANS_WITHOUT_OPENING)
 
 
 def round_half_away_from_zero(value: float, places: int) -> Decimal:
