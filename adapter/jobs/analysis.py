@@ -487,6 +487,8 @@ def _choose(rows: Sequence[ExecutionRow]) -> ExecutionRow | None:
     """The latest completed row, else the latest row; None when there is none."""
     if not rows:
         return None
+    if len(rows) == 1:
+        return rows[0]  # the usual case (no retries): nothing to choose between
     completed = [row for row in rows if row.status == "completed"]
     pool = completed or list(rows)
     best = pool[0]
@@ -955,12 +957,21 @@ def _last_by_question(
     return grouped
 
 
+def _substrings_in(words: Sequence[str], lowered: str) -> int:
+    """How many of ``words`` occur in ``lowered`` (the runner's ``strings.Contains`` count).
+
+    ``map`` over the bound ``__contains__`` runs the scans without a Python frame per word;
+    every response is scanned for every political keyword and every tone word.
+    """
+    return sum(map(lowered.__contains__, words))
+
+
 def _political_differences(groups: Sequence[Mapping[str, _Response]]) -> list[KeyDifference]:
     found: list[KeyDifference] = []
     for group in groups:
         for category, keywords in _POLITICAL_KEYWORDS:
             counts = {
-                region: sum(1 for keyword in keywords if keyword in response.lowered)
+                region: _substrings_in(keywords, response.lowered)
                 for region, response in group.items()
             }
             if max(0, *counts.values()) - min(counts.values()) <= 1:
@@ -1029,8 +1040,8 @@ def _factual_differences(groups: Sequence[Mapping[str, _Response]]) -> list[KeyD
 
 
 def _tone_score(lowered: str) -> float:
-    positive = sum(1 for word in _POSITIVE_WORDS if word in lowered)
-    negative = sum(1 for word in _NEGATIVE_WORDS if word in lowered)
+    positive = _substrings_in(_POSITIVE_WORDS, lowered)
+    negative = _substrings_in(_NEGATIVE_WORDS, lowered)
     if positive + negative == 0:
         return 0.0
     return (positive - negative) / (positive + negative)
