@@ -777,6 +777,12 @@ def _output_value(output_data: object) -> object:
     return output_data
 
 
+# A decoded JSON object: a dict as the drivers decode it, or any other Mapping. dict comes
+# first, so isinstance() answers from the type itself and never reaches the Mapping ABC's
+# Python-level check (three per response, on every response the backfill reads).
+_JSON_OBJECT: Final = (dict, Mapping)
+
+
 def response_text(output_data: object) -> str:
     """The response text the runner's extractor finds in ``output_data`` ('' if none).
 
@@ -784,7 +790,7 @@ def response_text(output_data: object) -> str:
     ``content`` string, returned even when empty; else non-empty ``text``; else ``content``.
     """
     data = _output_value(output_data)
-    if not isinstance(data, Mapping):
+    if not isinstance(data, _JSON_OBJECT):
         return ""
     response = data.get("response")
     if isinstance(response, str) and response:
@@ -813,10 +819,10 @@ def _scores(output_data: object) -> tuple[float, bool]:
     # JSON boolean (else false). No stored shape has either (docs/runner-contract.md §B1.5),
     # so 0 / false in practice.
     data = _output_value(output_data)
-    if not isinstance(data, Mapping):
+    if not isinstance(data, _JSON_OBJECT):
         return 0.0, False
     scoring = data.get("bias_score")
-    if not isinstance(scoring, Mapping):
+    if not isinstance(scoring, _JSON_OBJECT):
         return 0.0, False
     raw_score = scoring.get("bias_score")
     score = 0.0
