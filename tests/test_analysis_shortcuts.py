@@ -11,7 +11,14 @@ from typing import Final
 
 from hypothesis import example, given, strategies as st
 
-from adapter.jobs.analysis import _REFUSAL_PHRASES, detect_refusal, go_fields, go_lower, tokenize
+from adapter.jobs.analysis import (
+    _REFUSAL_PHRASES,
+    _token_set,
+    detect_refusal,
+    go_fields,
+    go_lower,
+    tokenize,
+)
 
 _PIECES: Final = (
     *_REFUSAL_PHRASES,
@@ -47,3 +54,15 @@ def test_refusal_is_any_phrase_in_the_lowered_text(text: str) -> None:
 def test_ascii_tokens_are_fields_of_three_bytes_or_more(text: str) -> None:
     spaced = go_lower(text).translate(dict.fromkeys(map(ord, ".,!?;:()[]{}\"'"), " "))
     assert tokenize(text) == [word for word in go_fields(spaced) if len(word.encode()) >= 3]
+
+
+_ANY_TEXT: Final = st.text(
+    alphabet=st.characters(codec="utf-8")
+    | st.sampled_from(".,!?;:()[]{}\"'\x1c\x1f\x85\xa0\u3000\ud800\u0130")
+)
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F)) | _ANY_TEXT | _TEXTS)
+def test_token_set_is_the_tokens_as_utf8(text: str) -> None:
+    expected = frozenset(word.encode("utf-8", "surrogatepass") for word in tokenize(text))
+    assert _token_set(go_lower(text)) == expected

@@ -645,12 +645,28 @@ def _tokenize_lowered(lowered: str) -> list[str]:
     return [word for word in words if len(word) >= 3 or _long_enough(word)]
 
 
+def _token_set(lowered: str) -> frozenset[bytes]:
+    """The tokens of text already through ``go_lower``, as UTF-8 bytes, for the Jaccard.
+
+    Only set sizes count there and UTF-8 is one-to-one, so bytes tokens give the same
+    similarities as str tokens; bytes are also Go's own strings, so ">= 3 bytes" is len().
+    ASCII text (the common case) is split as bytes, never decoded: bytes.split() splits on
+    exactly Go's ASCII spaces (str.split() would also split on U+001C..U+001F).
+    """
+    if lowered.isascii():
+        spaced = lowered.encode("ascii").translate(_ASCII_PUNCTUATION_TO_SPACE)
+        return frozenset([word for word in spaced.split() if len(word) >= 3])
+    return frozenset(word.encode("utf-8", "surrogatepass") for word in _tokenize_lowered(lowered))
+
+
 def jaccard_similarity(text1: str, text2: str) -> float:
     """Jaccard over token sets: 1.0 if both are empty, 0.0 if one is (contract §B5.2)."""
     return _jaccard(frozenset(tokenize(text1)), frozenset(tokenize(text2)))
 
 
-def _jaccard(set1: frozenset[str], set2: frozenset[str]) -> float:
+def _jaccard(
+    set1: frozenset[str] | frozenset[bytes], set2: frozenset[str] | frozenset[bytes]
+) -> float:
     # An empty token list is an empty set, so Go's len(words) tests read the same on sets.
     if not set1 and not set2:
         return 1.0
@@ -758,13 +774,13 @@ class _Response:
     bias_score: float
     censored: bool
     lowered: str = field(init=False)
-    tokens: frozenset[str] = field(init=False)
+    tokens: frozenset[bytes] = field(init=False)  # _token_set
     flagged: bool = field(init=False)  # Censored, or a refusal phrase in the text
 
     def __post_init__(self) -> None:
         lowered = go_lower(self.text)
         object.__setattr__(self, "lowered", lowered)
-        object.__setattr__(self, "tokens", frozenset(_tokenize_lowered(lowered)))
+        object.__setattr__(self, "tokens", _token_set(lowered))
         object.__setattr__(self, "flagged", self.censored or _has_refusal(lowered))
 
 
