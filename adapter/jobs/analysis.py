@@ -487,6 +487,8 @@ def _choose(rows: Sequence[ExecutionRow]) -> ExecutionRow | None:
     """The latest completed row, else the latest row; None when there is none."""
     if not rows:
         return None
+    if len(rows) == 1:
+        return rows[0]  # the usual case (no retries): nothing to choose between
     completed = [row for row in rows if row.status == "completed"]
     pool = completed or list(rows)
     best = pool[0]
@@ -579,7 +581,11 @@ _GO_SPACES: Final = frozenset(
     "\u200a\u2028\u2029\u202f\u205f\u3000"
 )
 # strings.NewReplacer(".", " ", ",", " ", ...) in the tokenizer.
-_PUNCTUATION_TO_SPACE: Final = str.maketrans(dict.fromkeys(".,!?;:()[]{}\"'", " "))
+_PUNCTUATION_SPACED: Final = ".,!?;:()[]{}\"'"
+_PUNCTUATION_TO_SPACE: Final = str.maketrans(dict.fromkeys(_PUNCTUATION_SPACED, " "))
+_ASCII_PUNCTUATION_TO_SPACE: Final = bytes.maketrans(
+    _PUNCTUATION_SPACED.encode("ascii"), b" " * len(_PUNCTUATION_SPACED)
+)
 
 
 def go_lower(text: str) -> str:
@@ -601,13 +607,14 @@ def go_lower(text: str) -> str:
 _SIMPLE_LOWER: Final = {"\u0130": "i"}
 
 
-_INFORMATION_SEPARATORS: Final = frozenset("\x1c\x1d\x1e\x1f")
+_INFORMATION_SEPARATORS: Final = ("\x1c", "\x1d", "\x1e", "\x1f")
 _GO_FIELD: Final = re.compile("[^" + re.escape("".join(sorted(_GO_SPACES))) + "]+")
 
 
 def go_fields(text: str) -> list[str]:
     """Go's ``strings.Fields``: split around runs of ``unicode.IsSpace`` characters."""
-    if _INFORMATION_SEPARATORS.isdisjoint(text):
+    # Four substring scans (memchr) are much cheaper than hashing every character into a set.
+    if not any(separator in text for separator in _INFORMATION_SEPARATORS):
         return text.split()  # the same split everywhere else (and much faster)
     return _GO_FIELD.findall(text)
 
@@ -621,8 +628,35 @@ def _long_enough(word: str) -> bool:
 
 def tokenize(text: str) -> list[str]:
     """The analysis tokenizer: lower-case, punctuation to spaces, Fields, keep >= 3 UTF-8 bytes."""
-    words = go_fields(go_lower(text).translate(_PUNCTUATION_TO_SPACE))
-    return [word for word in words if _long_enough(word)]
+    return _tokenize_lowered(go_lower(text))
+
+
+def _tokenize_lowered(lowered: str) -> list[str]:
+    """``tokenize`` of text already through ``go_lower`` (a response is lowered once).
+
+    The backfill tokenizes every response, so the common case is kept cheap: ASCII text
+    (one byte per character) goes through ``bytes.translate``, a plain table lookup, and the
+    byte-length filter is then the length filter; other text takes the general path.
+    """
+    if lowered.isascii():
+        spaced = lowered.encode("ascii").translate(_ASCII_PUNCTUATION_TO_SPACE).decode("ascii")
+        return [word for word in go_fields(spaced) if len(word) >= 3]
+    words = go_fields(lowered.translate(_PUNCTUATION_TO_SPACE))
+    return [word for word in words if len(word) >= 3 or _long_enough(word)]
+
+
+def _token_set(lowered: str) -> frozenset[bytes]:
+    """The tokens of text already through ``go_lower``, as UTF-8 bytes, for the Jaccard.
+
+    Only set sizes count there and UTF-8 is one-to-one, so bytes tokens give the same
+    similarities as str tokens; bytes are also Go's own strings, so ">= 3 bytes" is len().
+    ASCII text (the common case) is split as bytes, never decoded: bytes.split() splits on
+    exactly Go's ASCII spaces (str.split() would also split on U+001C..U+001F).
+    """
+    if lowered.isascii():
+        spaced = lowered.encode("ascii").translate(_ASCII_PUNCTUATION_TO_SPACE)
+        return frozenset([word for word in spaced.split() if len(word) >= 3])
+    return frozenset(word.encode("utf-8", "surrogatepass") for word in _tokenize_lowered(lowered))
 
 
 def jaccard_similarity(text1: str, text2: str) -> float:
@@ -630,7 +664,9 @@ def jaccard_similarity(text1: str, text2: str) -> float:
     return _jaccard(frozenset(tokenize(text1)), frozenset(tokenize(text2)))
 
 
-def _jaccard(set1: frozenset[str], set2: frozenset[str]) -> float:
+def _jaccard(
+    set1: frozenset[str] | frozenset[bytes], set2: frozenset[str] | frozenset[bytes]
+) -> float:
     # An empty token list is an empty set, so Go's len(words) tests read the same on sets.
     if not set1 and not set2:
         return 1.0
@@ -673,8 +709,26 @@ def detect_refusal(text: str) -> bool:
     return _has_refusal(go_lower(text))
 
 
+# The runner's list holds phrases that contain others ("i cannot provide" holds "i cannot");
+# any text holding the longer holds the shorter, so only the shortest ones need a scan.
+_REFUSAL_SCANS: Final = tuple(
+    phrase
+    for phrase in _REFUSAL_PHRASES
+    if not any(other != phrase and other in phrase for other in _REFUSAL_PHRASES)
+)
+# Nearly every phrase opens with "i " or "i'"; a text holding neither (most answers) can only
+# hold the others, so it is scanned for those few alone.
+_REFUSAL_OPENINGS: Final = ("i ", "i'")
+_REFUSAL_SCANS_WITHOUT_OPENING: Final = tuple(
+    phrase for phrase in _REFUSAL_SCANS if not phrase.startswith(_REFUSAL_OPENINGS)
+)
+
+
 def _has_refusal(lowered: str) -> bool:
-    return any(phrase in lowered for phrase in _REFUSAL_PHRASES)
+    """Whether any of ``_REFUSAL_PHRASES`` is a substring of ``lowered`` (cheap on most text)."""
+    if any(opening in lowered for opening in _REFUSAL_OPENINGS):
+        return any(phrase in lowered for phrase in _REFUSAL_SCANS)
+    return any(phrase in lowered for phrase in _REFUSAL_SCANS_WITHOUT_OPENING)
 
 
 def round_half_away_from_zero(value: float, places: int) -> Decimal:
@@ -720,13 +774,13 @@ class _Response:
     bias_score: float
     censored: bool
     lowered: str = field(init=False)
-    tokens: frozenset[str] = field(init=False)
+    tokens: frozenset[bytes] = field(init=False)  # _token_set
     flagged: bool = field(init=False)  # Censored, or a refusal phrase in the text
 
     def __post_init__(self) -> None:
         lowered = go_lower(self.text)
         object.__setattr__(self, "lowered", lowered)
-        object.__setattr__(self, "tokens", frozenset(tokenize(self.text)))
+        object.__setattr__(self, "tokens", _token_set(lowered))
         object.__setattr__(self, "flagged", self.censored or _has_refusal(lowered))
 
 
@@ -739,6 +793,12 @@ def _output_value(output_data: object) -> object:
     return output_data
 
 
+# A decoded JSON object: a dict as the drivers decode it, or any other Mapping. dict comes
+# first, so isinstance() answers from the type itself and never reaches the Mapping ABC's
+# Python-level check (three per response, on every response the backfill reads).
+_JSON_OBJECT: Final = (dict, Mapping)
+
+
 def response_text(output_data: object) -> str:
     """The response text the runner's extractor finds in ``output_data`` ('' if none).
 
@@ -746,7 +806,7 @@ def response_text(output_data: object) -> str:
     ``content`` string, returned even when empty; else non-empty ``text``; else ``content``.
     """
     data = _output_value(output_data)
-    if not isinstance(data, Mapping):
+    if not isinstance(data, _JSON_OBJECT):
         return ""
     response = data.get("response")
     if isinstance(response, str) and response:
@@ -775,10 +835,10 @@ def _scores(output_data: object) -> tuple[float, bool]:
     # JSON boolean (else false). No stored shape has either (docs/runner-contract.md §B1.5),
     # so 0 / false in practice.
     data = _output_value(output_data)
-    if not isinstance(data, Mapping):
+    if not isinstance(data, _JSON_OBJECT):
         return 0.0, False
     scoring = data.get("bias_score")
-    if not isinstance(scoring, Mapping):
+    if not isinstance(scoring, _JSON_OBJECT):
         return 0.0, False
     raw_score = scoring.get("bias_score")
     score = 0.0
@@ -919,12 +979,21 @@ def _last_by_question(
     return grouped
 
 
+def _substrings_in(words: Sequence[str], lowered: str) -> int:
+    """How many of ``words`` occur in ``lowered`` (the runner's ``strings.Contains`` count).
+
+    ``map`` over the bound ``__contains__`` runs the scans without a Python frame per word;
+    every response is scanned for every political keyword and every tone word.
+    """
+    return sum(map(lowered.__contains__, words))
+
+
 def _political_differences(groups: Sequence[Mapping[str, _Response]]) -> list[KeyDifference]:
     found: list[KeyDifference] = []
     for group in groups:
         for category, keywords in _POLITICAL_KEYWORDS:
             counts = {
-                region: sum(1 for keyword in keywords if keyword in response.lowered)
+                region: _substrings_in(keywords, response.lowered)
                 for region, response in group.items()
             }
             if max(0, *counts.values()) - min(counts.values()) <= 1:
@@ -993,8 +1062,8 @@ def _factual_differences(groups: Sequence[Mapping[str, _Response]]) -> list[KeyD
 
 
 def _tone_score(lowered: str) -> float:
-    positive = sum(1 for word in _POSITIVE_WORDS if word in lowered)
-    negative = sum(1 for word in _NEGATIVE_WORDS if word in lowered)
+    positive = _substrings_in(_POSITIVE_WORDS, lowered)
+    negative = _substrings_in(_NEGATIVE_WORDS, lowered)
     if positive + negative == 0:
         return 0.0
     return (positive - negative) / (positive + negative)
