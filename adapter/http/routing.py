@@ -41,10 +41,16 @@ def router_path(target: str) -> str | None:
     """The path the runner's router matches for this request target, or None when the
     runner refuses the target itself (400 from Go's server, no route). Decoded bytes are
     returned as latin-1 text, one character per byte."""
-    if _CTL_RE.search(target):
-        return None
     if target.startswith("/"):
         path = target.split("?", 1)[0]
+        # The usual target, on every relayed request: no escape to decode, and printable
+        # (every ASCII control byte is unprintable), so no regex is needed.
+        if "%" not in path and target.isprintable():
+            return path
+        if _CTL_RE.search(target):
+            return None
+    elif _CTL_RE.search(target):
+        return None
     elif target == "*":
         return target
     else:
@@ -94,9 +100,9 @@ _HEALTH_PATHS: Final = frozenset(
 def route_label(method: str, raw_path: str) -> str:
     """Map a request to one of ``ROUTES`` by the path the runner routes on (the query
     string is ignored, absolute form and percent-escapes read as the runner reads them)."""
-    if is_jobs_submit(method, raw_path):
-        return ROUTE_JOBS_SUBMIT
     path = router_path(raw_path)
+    if method == "POST" and path == JOBS_SUBMIT_PATH:  # is_jobs_submit, path read once
+        return ROUTE_JOBS_SUBMIT
     if method == "POST" and path == "/api/v1/jobs/cross-region":
         return ROUTE_JOBS_CROSS_REGION
     if path == "/ws":
