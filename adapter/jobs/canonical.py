@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final, NoReturn
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Final, NoReturn, cast
 
 from adapter.jobs.gojson import (
     MAX_DEPTH,
+    NO_KEY,
     SHORT_ESCAPES,
     GoDecodeError,
     GoNumber,
@@ -28,6 +29,7 @@ from adapter.jobs.gojson import (
     parse_iterative,
     rebuild_deep,
     refuse_beyond_deep_budget,
+    write_nested,
 )
 from adapter.jobs.jobspec import decode_jobspec
 
@@ -334,41 +336,20 @@ def js_stable_stringify(value: Any) -> str:
     return "".join(parts)
 
 
-_END: Final = object()
-
-
 def _stringify_deep(value: Any) -> str:
-    parts: list[str] = []
-    # Each open container: [iterator over (key or None, item), closing text, first].
-    stack: list[list[Any]] = []
+    """``js_stable_stringify`` without recursion (gojson.write_nested's loop)."""
 
-    def start(item: Any) -> None:
+    def members(item: Any) -> tuple[str, str, Iterator[tuple[object, Any]]] | None:
         if isinstance(item, Mapping):
-            parts.append("{")
-            members = ((key, item[key]) for key in _sorted_utf16(item))
-            stack.append([members, "}", True])
-        elif isinstance(item, list | tuple):
-            parts.append("[")
-            stack.append([((None, element) for element in item), "]", True])
-        else:
-            _stringify_other(parts, item)
+            return "{", "}", ((key, item[key]) for key in _sorted_utf16(item))
+        if isinstance(item, list | tuple):
+            return "[", "]", ((NO_KEY, element) for element in item)
+        return None
 
-    start(value)
-    while stack:
-        frame = stack[-1]
-        member = next(frame[0], _END)
-        if member is _END:
-            parts.append(frame[1])
-            stack.pop()
-            continue
-        if not frame[2]:
-            parts.append(",")
-        frame[2] = False
-        key: object = member[0]  # type: ignore[index]
-        item = member[1]  # type: ignore[index]
-        if isinstance(key, str):
-            parts.append(js_quote(key) + ":")
-        start(item)
+    parts: list[str] = []
+    write_nested(
+        parts, value, members, lambda key: js_quote(cast(str, key)) + ":", _stringify_other
+    )
     return "".join(parts)
 
 

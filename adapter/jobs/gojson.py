@@ -12,7 +12,7 @@ import codecs
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
@@ -676,42 +676,71 @@ def encode(value: Any, *, sort_keys: bool = False) -> bytes:
 
 
 _END: Final = object()
+# The key of an array element in ``write_nested``'s member pairs (None could be a map key).
+NO_KEY: Final = object()
+
+# What ``write_nested`` asks of a value: for a container, (opening text, closing text,
+# iterator over (key or NO_KEY, child) pairs); for anything else, None.
+Members = Callable[[Any], tuple[str, str, Iterator[tuple[object, Any]]] | None]
 
 
-def _encode_deep(value: Any, sort_keys: bool) -> list[str]:
-    """``encode`` without recursion, for values nested deeper than Python's stack allows."""
-    parts: list[str] = []
-    # Each open container: [iterator over members or items, closing text, is a mapping,
-    # no member written yet].
+def write_nested(
+    parts: list[str],
+    value: Any,
+    members: Members,
+    write_key: Callable[[object], str],
+    write_scalar: Callable[[list[str], Any], None],
+) -> None:
+    """Write ``value`` into ``parts`` without recursion: the one loop behind the deep
+    fallbacks of the Go encoder (``encode``) and the JS stringifier (``canonical``), which
+    differ only in how a container lists its members, how a key and a scalar are written."""
+    # Each open container: [its member pairs, closing text, no member written yet].
     stack: list[list[Any]] = []
 
     def start(item: Any) -> None:
-        if isinstance(item, Mapping) and not isinstance(item, RawJSON):
-            members = sorted(item.items()) if sort_keys else item.items()
-            parts.append("{")
-            stack.append([iter(members), "}", True, True])
-        elif isinstance(item, list | tuple):
-            parts.append("[")
-            stack.append([iter(item), "]", False, True])
-        else:
-            _encode_into(parts, item, sort_keys)
+        container = members(item)
+        if container is None:
+            write_scalar(parts, item)
+            return
+        opening, closing, pairs = container
+        parts.append(opening)
+        stack.append([pairs, closing, True])
 
     start(value)
     while stack:
         frame = stack[-1]
-        item = next(frame[0], _END)
-        if item is _END:
+        member = next(frame[0], _END)
+        if member is _END:
             parts.append(frame[1])
             stack.pop()
             continue
-        if not frame[3]:
+        if not frame[2]:
             parts.append(",")
-        frame[3] = False
-        if frame[2]:
-            key: object = item[0]  # type: ignore[index]
-            item = item[1]  # type: ignore[index]
-            if not isinstance(key, str):
-                raise TypeError(f"json: unsupported map key type {type(key).__name__}")
-            parts.append(quote(key) + ":")
+        frame[2] = False
+        key: object = member[0]  # type: ignore[index]
+        item = member[1]  # type: ignore[index]
+        if key is not NO_KEY:
+            parts.append(write_key(key))
         start(item)
+
+
+def _encode_deep(value: Any, sort_keys: bool) -> list[str]:
+    """``encode`` without recursion, for values nested deeper than Python's stack allows."""
+
+    def members(item: Any) -> tuple[str, str, Iterator[tuple[object, Any]]] | None:
+        if isinstance(item, Mapping) and not isinstance(item, RawJSON):
+            return "{", "}", iter(sorted(item.items()) if sort_keys else item.items())
+        if isinstance(item, list | tuple):
+            return "[", "]", ((NO_KEY, element) for element in item)
+        return None
+
+    def write_key(key: object) -> str:
+        if not isinstance(key, str):
+            raise TypeError(f"json: unsupported map key type {type(key).__name__}")
+        return quote(key) + ":"
+
+    parts: list[str] = []
+    write_nested(
+        parts, value, members, write_key, lambda out, item: _encode_into(out, item, sort_keys)
+    )
     return parts
